@@ -1,0 +1,6 @@
+"""Layer 1: the diffusion model and the batched per-sample reverse process (pure torch + diffusers)."""
+
+from art_ssni.diffusion.model import DiffusionModel, default_scheduler
+from art_ssni.diffusion.sampling import SAMPLERS, level_schedule, num_steps, purify, reverse_step
+
+__all__ = ["SAMPLERS", "DiffusionModel", "default_scheduler", "level_schedule", "num_steps", "purify", "reverse_step"]

@@ -1,0 +1,172 @@
+"""The diffusion model: a diffusers ε-prediction UNet plus its noise schedule.
+
+:class:`DiffusionModel` is the only object of this layer that holds weights. It owns
+
+* the unit conversion between pixel space ``[0, 1]`` and model space ``[-1, 1]``,
+* the forward (noising) process ``add_noise`` with one integer *noise level* per sample,
+* ``eps`` -- one batched UNet call with one timestep per row, and the counter ``nfe`` of rows evaluated.
+
+Noise levels. A level ``t`` in ``{0, ..., N}`` (``N = num_train_timesteps``) means "``t`` forward steps":
+``x_t = sqrt(abar[t-1]) x_0 + sqrt(1 - abar[t-1]) z`` with diffusers' 0-based ``alphas_cumprod`` array
+``abar``; level 0 is the clean input. Reversing level ``t`` takes ``t`` ancestral steps whose UNet timestep
+indices are ``t-1, ..., 0`` -- the convention of DiffPure's discrete variant (t* = 100 on CIFAR-10).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers.configuration_utils import ConfigMixin
+
+__all__ = ["DiffusionModel", "default_scheduler"]
+
+
+def default_scheduler() -> DDPMScheduler:
+    """The DDPM linear schedule of Ho et al. (β from 1e-4 to 0.02 over 1000 steps), ε-prediction."""
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", prediction_type="epsilon"
+    )
+
+
+class DiffusionModel(torch.nn.Module):
+    """A diffusers ``UNet2DModel`` (ε-prediction) together with its noise schedule.
+
+    :param unet: a diffusers ``UNet2DModel`` predicting ε. A UNet with learned variance (``out_channels`` twice
+        ``in_channels``) is accepted; only the ε half of its output is used.
+    :param scheduler: a diffusers scheduler (``DDPMScheduler`` / ``DDIMScheduler`` or any with ``alphas_cumprod``
+        and ``prediction_type == "epsilon"``). Only its schedule constants are read; its ``step`` is never called
+        (it is scalar-timestep only). Defaults to :func:`default_scheduler`.
+
+    Shapes: images are ``(B, C, H, W)`` with ``C = unet.config.in_channels`` and ``H = W = unet.config.sample_size``.
+    The model is put in ``eval()`` mode and its parameters are frozen (``requires_grad=False``): gradients still
+    flow to the *inputs*, which is what attacks need.
+    """
+
+    def __init__(self, unet: UNet2DModel, scheduler: ConfigMixin | None = None) -> None:
+        super().__init__()
+        if not isinstance(unet, torch.nn.Module) or not hasattr(unet, "config"):
+            raise TypeError(f"unet must be a diffusers UNet2DModel, got {type(unet).__name__}.")
+        scheduler = default_scheduler() if scheduler is None else scheduler
+        if not hasattr(scheduler, "alphas_cumprod"):
+            raise TypeError(f"scheduler must be a diffusers scheduler with alphas_cumprod, got {type(scheduler).__name__}.")
+        prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
+        if prediction_type != "epsilon":
+            raise ValueError(f"scheduler.prediction_type must be 'epsilon', got {prediction_type!r}.")
+        in_channels = int(unet.config.in_channels)
+        out_channels = int(unet.config.out_channels)
+        if out_channels not in (in_channels, 2 * in_channels):
+            raise ValueError(
+                f"unet.out_channels must equal in_channels (ε) or twice it (ε and variance), got {out_channels} "
+                f"for in_channels={in_channels}."
+            )
+        self.unet = unet.eval().requires_grad_(False)
+        self.scheduler = scheduler
+        # (1) ᾱ_k for k = 0..N-1, precomputed once in float64 then stored as float32 (Ho et al. 2020, eq. 4).
+        alphas_cumprod = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+        self.nfe = 0
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str]) -> DiffusionModel:
+        """Load from a local diffusers folder, offline, safetensors only (no pickle).
+
+        Two layouts are accepted: a pipeline folder with ``unet/`` (and optionally ``scheduler/``) subfolders, as
+        written by diffusers' ``DDPMPipeline.save_pretrained`` and by :meth:`save_pretrained`; or a bare UNet folder
+        (``config.json`` + ``diffusion_pytorch_model.safetensors``, optionally ``scheduler_config.json``). Without a
+        scheduler config the DDPM linear schedule is used.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise FileNotFoundError(f"path: diffusion model folder {str(root)!r} does not exist.")
+        unet_dir = root / "unet" if (root / "unet").is_dir() else root
+        sched_dir = root / "scheduler" if (root / "scheduler").is_dir() else root
+        if not (unet_dir / "config.json").is_file():
+            raise FileNotFoundError(f"path: no UNet config.json in {str(unet_dir)!r}.")
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
+        scheduler: ConfigMixin
+        if (sched_dir / "scheduler_config.json").is_file():
+            config = DDPMScheduler.load_config(sched_dir, local_files_only=True)
+            scheduler = (DDIMScheduler if config.get("_class_name") == "DDIMScheduler" else DDPMScheduler).from_config(
+                config
+            )
+        else:
+            scheduler = default_scheduler()
+        return cls(unet, scheduler)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> None:
+        """Write ``unet/`` (config + safetensors weights) and ``scheduler/`` into ``path``."""
+        root = Path(path)
+        self.unet.save_pretrained(root / "unet", safe_serialization=True)
+        self.scheduler.save_pretrained(root / "scheduler")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_timesteps(self) -> int:
+        """N, the number of diffusion timesteps of the schedule."""
+        return int(self.alphas_cumprod.shape[0])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def sample_size(self) -> int:
+        size = self.unet.config.sample_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.alphas_cumprod.device
+
+    def reset_nfe(self) -> None:
+        """Reset the count of UNet sample-evaluations."""
+        self.nfe = 0
+
+    # ------------------------------------------------------------------ maths
+    @staticmethod
+    def to_model_space(x: torch.Tensor) -> torch.Tensor:
+        """Pixels in ``[0, 1]`` → model space ``[-1, 1]`` (``2x - 1``)."""
+        return 2.0 * x - 1.0
+
+    @staticmethod
+    def to_pixel_space(x: torch.Tensor) -> torch.Tensor:
+        """Model space ``[-1, 1]`` → pixels in ``[0, 1]`` (``(x + 1) / 2``); no clipping."""
+        return (x + 1.0) / 2.0
+
+    def abar(self, level: torch.Tensor) -> torch.Tensor:
+        """ᾱ at integer noise levels ``level`` (any shape, values in ``[0, N]``); ᾱ at level 0 is 1."""
+        padded = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod])
+        return padded[level.long()]
+
+    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Forward process to per-sample noise levels (pure function).
+
+        (2) ``x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) z`` (Ho et al. 2020, eq. 4), with ᾱ at *level* ``t`` (see the
+        module docstring; level 0 returns ``x0`` unchanged).
+
+        :param x0: ``(B, C, H, W)`` images in model space.
+        :param t: ``(B,)`` integer levels in ``[0, N]``.
+        :param noise: ``(B, C, H, W)`` standard Gaussian noise.
+        :return: ``(B, C, H, W)`` noised images.
+        """
+        abar = self.abar(t.to(self.device)).to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+        return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise
+
+    def eps(self, x_t: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        """One batched UNet call: predicted ε for each row at its own UNet timestep index.
+
+        :param x_t: ``(B, C, H, W)`` noised images in model space.
+        :param timestep: ``(B,)`` integer UNet timestep indices in ``[0, N-1]`` (level ``t`` uses index ``t-1``).
+        :return: ``(B, C, H, W)`` predicted noise. Adds ``B`` to :attr:`nfe`.
+        """
+        timestep = timestep.to(device=x_t.device, dtype=torch.long)
+        self.nfe += int(x_t.shape[0])
+        out = self.unet(x_t, timestep).sample
+        return out[:, : x_t.shape[1]]
+
+    def forward(self, x_t: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.eps(x_t, timestep)

@@ -1,0 +1,171 @@
+"""Batched reverse diffusion with one starting noise level per sample.
+
+diffusers' ``DDPMScheduler.step`` / ``DDIMScheduler.step`` take one scalar timestep for the whole batch, so the
+per-sample reverse step is written here from the scheduler's ``alphas_cumprod``. Every iteration makes **one** UNet
+call on the rows that still have steps left, each row at its own timestep: purifying a batch costs exactly
+``Σ_i steps_i`` UNet sample-evaluations (``model.nfe``), never ``B · max_i steps_i``.
+
+Both samplers are the generalised DDIM update (Song et al. 2021, eq. 12) on a per-sample grid of noise levels:
+
+* ``"ddpm"``: the grid is every level ``t_i, t_i - 1, ..., 0`` and η = 1. With consecutive levels and η = 1 the
+  DDIM update *is* DDPM ancestral sampling with the "fixed_small" posterior variance (Song et al. 2021, §4.1).
+* ``"ddim"``: ``n_i = min(steps, t_i)`` levels ``floor(t_i · j / n_i)``, ``j = n_i, ..., 0``, and the user's η
+  (0: deterministic, 1: stochastic).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from art_ssni.diffusion.model import DiffusionModel
+
+__all__ = ["SAMPLERS", "level_schedule", "num_steps", "purify", "reverse_step"]
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+def _check_sampler(sampler: str, steps: int | None, eta: float) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}.")
+    if sampler == "ddim":
+        if steps is None:
+            raise ValueError("steps must be given (an int >= 1) when sampler='ddim'.")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must be a float in [0, 1], got {eta!r}.")
+
+
+def num_steps(t: torch.Tensor, *, sampler: str = "ddpm", steps: int | None = None) -> torch.Tensor:
+    """Reverse steps (= UNet sample-evaluations) per sample: ``t_i`` for DDPM, ``min(steps, t_i)`` for DDIM.
+
+    :param t: ``(B,)`` integer noise levels.
+    :return: ``(B,)`` long tensor.
+    """
+    _check_sampler(sampler, steps, 1.0)
+    t = t.long()
+    return t.clamp(max=steps) if sampler == "ddim" else t.clone()
+
+
+def level_schedule(t: torch.Tensor, *, sampler: str = "ddpm", steps: int | None = None) -> torch.Tensor:
+    """The per-sample grid of noise levels visited by the reverse process.
+
+    :param t: ``(B,)`` integer starting levels.
+    :return: ``(B, S + 1)`` long tensor, ``S = max_i n_i``; row ``i`` is ``t_i = L_0 > L_1 > ... > L_{n_i} = 0``
+        followed by zeros. Iteration ``m`` moves sample ``i`` from ``L_m`` to ``L_{m+1}`` while ``m < n_i``.
+    """
+    t = t.long()
+    n = num_steps(t, sampler=sampler, steps=steps)
+    s_max = int(n.max()) if n.numel() else 0
+    m = torch.arange(s_max + 1, device=t.device)
+    j = (n[:, None] - m[None, :]).clamp(min=0)  # j = n_i - m, counting down to 0
+    return (t[:, None] * j) // n.clamp(min=1)[:, None]
+
+
+def reverse_step(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    level_from: torch.Tensor,
+    level_to: torch.Tensor,
+    eta: float,
+    noise: torch.Tensor | None,
+    clip_denoised: bool = True,
+) -> torch.Tensor:
+    """One generalised DDIM step for every row, each from its own level ``a`` to its own level ``b < a``.
+
+    (3) ``x̂_0 = (x_a - sqrt(1 - ᾱ_a) ε_θ(x_a, a - 1)) / sqrt(ᾱ_a)``, clipped to [-1, 1] when ``clip_denoised``
+        (then ε is re-derived from the clipped x̂_0, as DDPM's clipped posterior mean implies);
+    (4) ``σ = η sqrt((1 - ᾱ_b) / (1 - ᾱ_a)) sqrt(1 - ᾱ_a / ᾱ_b)``  (Song et al. 2021, eq. 16);
+    (5) ``x_b = sqrt(ᾱ_b) x̂_0 + sqrt(1 - ᾱ_b - σ²) ε̂ + σ z``        (Song et al. 2021, eq. 12).
+
+    :param x: ``(R, C, H, W)`` rows at their levels ``level_from``.
+    :param level_from: ``(R,)`` levels ``a >= 1``.
+    :param level_to: ``(R,)`` levels ``b`` with ``0 <= b < a``.
+    :param noise: ``(R, C, H, W)`` standard Gaussian noise, or ``None`` when ``eta == 0``.
+    :return: ``(R, C, H, W)`` rows at levels ``level_to``. One UNet call of ``R`` rows.
+    """
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    abar_a = model.abar(level_from).to(x.dtype).view(shape)
+    abar_b = model.abar(level_to).to(x.dtype).view(shape)
+    eps = model.eps(x, level_from - 1)
+    x0 = (x - (1.0 - abar_a).sqrt() * eps) / abar_a.sqrt()
+    if clip_denoised:
+        x0 = x0.clamp(-1.0, 1.0)
+        eps = (x - abar_a.sqrt() * x0) / (1.0 - abar_a).sqrt()
+    out = abar_b.sqrt() * x0
+    if eta > 0:
+        sigma = eta * ((1.0 - abar_b) / (1.0 - abar_a) * (1.0 - abar_a / abar_b)).clamp(min=0.0).sqrt()
+        out = out + (1.0 - abar_b - sigma**2).clamp(min=0.0).sqrt() * eps
+        if noise is not None:
+            out = out + sigma * noise
+    else:
+        out = out + (1.0 - abar_b).sqrt() * eps
+    return out
+
+
+def purify(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    clip_denoised: bool = True,
+    checkpoint: bool = False,
+) -> torch.Tensor:
+    """Noise every sample to its own level ``t_i``, then denoise it back to level 0, in one batched loop.
+
+    :param model: the :class:`DiffusionModel`.
+    :param x: ``(B, C, H, W)`` clean (or attacked) images in **model space** ``[-1, 1]``, on ``model.device``.
+    :param t: ``(B,)`` integer starting levels in ``[0, N]``; a sample with ``t_i = 0`` is returned unchanged.
+    :param sampler: ``"ddpm"`` (ancestral, ``t_i`` steps; ``eta`` is ignored) or ``"ddim"`` (``min(steps, t_i)``
+        strided steps with the given ``eta``).
+    :param steps: number of DDIM steps (required for ``"ddim"``).
+    :param eta: DDIM stochasticity in ``[0, 1]``.
+    :param generator: ``torch.Generator`` on ``x``'s device for all random draws (reproducible runs).
+    :param noise: optional ``(B, C, H, W)`` forward-process noise (drawn from ``generator`` when ``None``).
+    :param clip_denoised: clip each x̂_0 prediction to ``[-1, 1]`` (diffusers' ``clip_sample``).
+    :param checkpoint: wrap each reverse step in ``torch.utils.checkpoint`` so the memory of a backward pass does
+        not grow with the number of steps (the recomputation in backward adds to ``model.nfe``).
+    :return: ``(B, C, H, W)`` purified images in model space (in ``[-1, 1]`` when ``clip_denoised``).
+        Differentiable with respect to ``x`` (levels are not differentiated). Costs ``Σ_i steps_i`` UNet rows.
+    """
+    _check_sampler(sampler, steps, eta)
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be a (B, C, H, W) tensor, got {getattr(x, 'shape', type(x))}.")
+    if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
+        raise ValueError(f"t must be a ({x.shape[0]},) integer tensor, got {getattr(t, 'shape', type(t))}.")
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise TypeError(f"t must be an integer tensor, got {t.dtype}.")
+    t = t.to(device=x.device, dtype=torch.long)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) > model.num_timesteps):
+        raise ValueError(f"t must lie in [0, {model.num_timesteps}], got [{int(t.min())}, {int(t.max())}].")
+    if noise is None:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    elif noise.shape != x.shape:
+        raise ValueError(f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}.")
+    step_eta = 1.0 if sampler == "ddpm" else float(eta)
+
+    # (6) forward diffusion to each sample's own level: t_i = 0 leaves x_i as it is.
+    xt = model.add_noise(x, t, noise.to(x.dtype))
+    levels = level_schedule(t, sampler=sampler, steps=steps)
+    n = num_steps(t, sampler=sampler, steps=steps)
+    for m in range(levels.shape[1] - 1):
+        rows = (n > m).nonzero().squeeze(1)  # samples that still have steps left
+        a, b = levels[rows, m], levels[rows, m + 1]
+        z = None
+        if step_eta > 0:
+            z = torch.randn((rows.numel(), *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+        x_rows = xt.index_select(0, rows)
+        if checkpoint and torch.is_grad_enabled():
+            new = _checkpoint(
+                reverse_step, model, x_rows, a, b, step_eta, z, clip_denoised, use_reentrant=False
+            )
+        else:
+            new = reverse_step(model, x_rows, a, b, step_eta, z, clip_denoised)
+        xt = xt.index_copy(0, rows, new)  # out of place: keeps the graph intact
+    return xt

@@ -1,0 +1,101 @@
+"""Reweighting: from score norms to per-sample noise levels (Sun et al. 2025, §4.2).
+
+Each function maps ``(B,)`` score norms to ``(B,)`` *continuous* levels (float, differentiable in the norms where
+the formula is); :func:`select_timesteps` rounds half-up and clamps them to ``[0, N - 1]``.
+
+* ``sigmoid`` (SSNI-N): (1) ``t_i = sigmoid((σ_i - μ) / τ) · (t* - 1 + b)``.
+* ``linear`` (SSNI-L):  (2) ``t_i = clip((σ_i - σ_min) / (σ_max - σ_min), 0, 1) · (t* - 1) + b``, with σ_min / σ_max
+  taken from the reference statistics only, so a sample's level never depends on its batch-mates. The authors'
+  batch-dependent bounds (reference ∪ current batch) exist only behind ``batch_dependent=True``.
+* ``constant`` (DiffPure): (3) ``t_i = t*``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from art_ssni.ssni.reference import ReferenceStats
+
+__all__ = ["REWEIGHTS", "constant", "linear", "resolve_tau", "select_timesteps", "sigmoid"]
+
+
+def resolve_tau(reference: ReferenceStats, tau: float | None) -> float:
+    """τ for SSNI-N: the given value, or by default the std of the reference score norms."""
+    if tau is None:
+        if reference.std <= 0:
+            raise ValueError("tau: the reference std is 0, so it cannot be the default temperature; pass tau > 0.")
+        return float(reference.std)
+    if not tau > 0:
+        raise ValueError(f"tau must be > 0, got {tau!r}.")
+    return float(tau)
+
+
+def sigmoid(
+    norms: torch.Tensor, reference: ReferenceStats, *, t_star: int, bias: float = 5.0, tau: float | None = None
+) -> torch.Tensor:
+    """SSNI-N, eq. (1) above. ``tau=None`` uses ``reference.std``."""
+    tau = resolve_tau(reference, tau)
+    return torch.sigmoid((norms - reference.mean) / tau) * (t_star - 1 + bias)
+
+
+def linear(
+    norms: torch.Tensor,
+    reference: ReferenceStats,
+    *,
+    t_star: int,
+    bias: float = 5.0,
+    tau: float | None = None,
+    batch_dependent: bool = False,
+) -> torch.Tensor:
+    """SSNI-L, eq. (2) above; ``tau`` is ignored. ``batch_dependent=True`` reproduces the authors' bounds."""
+    lo, hi = reference.min, reference.max
+    if batch_dependent and norms.numel():
+        lo = min(lo, float(norms.detach().min()))
+        hi = max(hi, float(norms.detach().max()))
+    span = hi - lo
+    if span <= 0:
+        raise ValueError(f"reference: SSNI-L needs max > min, got min={lo}, max={hi}.")
+    return ((norms - lo) / span).clamp(0.0, 1.0) * (t_star - 1) + bias
+
+
+def constant(
+    norms: torch.Tensor, reference: ReferenceStats | None = None, *, t_star: int, bias: float = 5.0, tau: float | None = None
+) -> torch.Tensor:
+    """DiffPure, eq. (3) above: every sample at ``t_star`` (``reference``, ``bias`` and ``tau`` are ignored)."""
+    return torch.full_like(norms, float(t_star))
+
+
+REWEIGHTS: dict[str, Callable[..., torch.Tensor]] = {"sigmoid": sigmoid, "linear": linear, "constant": constant}
+
+
+def select_timesteps(
+    norms: torch.Tensor,
+    reference: ReferenceStats | None,
+    *,
+    reweight: str,
+    t_star: int,
+    bias: float = 5.0,
+    tau: float | None = None,
+    num_timesteps: int = 1000,
+    straight_through: bool = False,
+    **options: bool,
+) -> torch.Tensor:
+    """Per-sample levels: the named reweighting, rounded half-up and clamped to ``[0, num_timesteps - 1]``.
+
+    :param norms: ``(B,)`` score norms.
+    :param reweight: an exact key of :data:`REWEIGHTS`.
+    :param straight_through: return a float tensor whose forward value is the rounded level and whose gradient is
+        that of the continuous level (for attacks on the t-selection); otherwise a long tensor.
+    :return: ``(B,)`` levels.
+    """
+    if reweight not in REWEIGHTS:
+        raise ValueError(f"reweight must be one of {sorted(REWEIGHTS)}, got {reweight!r}.")
+    if reweight != "constant" and reference is None:
+        raise ValueError(f"reference: reweight={reweight!r} needs reference statistics (fit the preprocessor first).")
+    continuous = REWEIGHTS[reweight](norms, reference, t_star=t_star, bias=bias, tau=tau, **options)
+    rounded = torch.floor(continuous.detach() + 0.5).clamp(0, num_timesteps - 1)
+    if straight_through:
+        return continuous.clamp(0, num_timesteps - 1) + (rounded - continuous.clamp(0, num_timesteps - 1)).detach()
+    return rounded.long()
