@@ -1,0 +1,71 @@
+"""The defence registry: built-in names, exact matching, register(), entry-point discovery."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from art_ssni import SSNIPreprocessor, defences
+
+
+def test_builtin_names_build_the_right_preprocessor(model, reference):
+    assert {"diffpure", "ssni-n", "ssni-l"} <= set(defences.available())
+    assert defences.make("diffpure", model, device_type="cpu").reweight == "constant"
+    pre = defences.make("ssni-n", model, reference=reference, device_type="cpu", t_star=50)
+    assert isinstance(pre, SSNIPreprocessor) and pre.reweight == "sigmoid" and pre.t_star == 50
+    assert pre.reference is reference
+    assert defences.make("ssni-l", model, reference=reference, device_type="cpu").reweight == "linear"
+
+
+def test_diffpure_ignores_reference(model, reference):
+    assert defences.make("diffpure", model, reference=reference, device_type="cpu").reference is None
+
+
+def test_unknown_name_lists_valid_ones(model):
+    with pytest.raises(ValueError, match=r"defence must be one of \[.*'diffpure'.*\], got 'SSNI-N'"):
+        defences.make("SSNI-N", model)
+    with pytest.raises(ValueError, match="got 'ssni'"):
+        defences.make("ssni", model)  # no prefix matching
+
+
+def test_register_and_overwrite(model):
+    def factory(m, *, reference=None, **kw):
+        return SSNIPreprocessor(m, reweight="constant", t_star=3, device_type="cpu")
+
+    defences.register("test-const3", factory)
+    try:
+        assert "test-const3" in defences.available()
+        assert defences.make("test-const3", model).t_star == 3
+        with pytest.raises(ValueError, match="already registered"):
+            defences.register("test-const3", factory)
+        defences.register("test-const3", factory, overwrite=True)
+    finally:
+        defences._REGISTERED.pop("test-const3", None)
+    with pytest.raises(TypeError, match="factory must be callable"):
+        defences.register("x", 3)  # type: ignore[arg-type]
+
+
+def test_entry_point_group_is_discovered(tmp_path, model, monkeypatch):
+    """A tiny installed distribution declaring an ``art_ssni.defences`` entry point."""
+    pkg = tmp_path / "dummy_defence_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            from art_ssni import SSNIPreprocessor
+
+            def make_t7(model, *, reference=None, **overrides):
+                return SSNIPreprocessor(model, reweight="constant", t_star=7, device_type="cpu", **overrides)
+            """
+        )
+    )
+    dist = tmp_path / "dummy_defence_pkg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: dummy-defence-pkg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[art_ssni.defences]\ndummy-t7 = dummy_defence_pkg:make_t7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "dummy-t7" in defences.available()
+    assert defences.make("dummy-t7", model).t_star == 7
+    monkeypatch.delitem(sys.modules, "dummy_defence_pkg", raising=False)
