@@ -1,0 +1,360 @@
+"""The ``art-ssni`` command line (layer 8): parse, call the library, print, plot. No logic of its own.
+
+Sub-commands: ``evaluate`` (compare defences under adaptive attacks), ``calibrate`` (fit reference statistics),
+``train-zoo`` (retrain the shipped digits models). ``art-ssni <command> --help`` documents every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _csv(text: str) -> list[str]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from art_ssni._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="art-ssni", description="Sample-Specific Noise Injection diffusion purification for ART."
+    )
+    parser.add_argument("--version", action="version", version=f"art-ssni {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="compare no defence, DiffPure, SSNI-N and SSNI-L under adaptive attacks",
+        description="Clean and robust accuracy of each defence under the project's adaptive attacks (per-sample "
+        "worst case over attacks). Defaults to the shipped digits zoo; writes results.json and PNG plots.",
+    )
+    ev.add_argument("--defences", type=_csv, default=["none", "diffpure", "ssni-n", "ssni-l"],
+                    help="comma-separated: 'none' and/or registered defence names (default: %(default)s)")
+    ev.add_argument("--attack", type=_csv, default=["pgd-eot", "score-aware"],
+                    help="comma-separated attacks among pgd-eot, bpda-eot, score-aware, score-aware-st; each defence "
+                    "gets the applicable ones (default: %(default)s)")
+    ev.add_argument("--n-images", type=_positive_int, default=32, help="test images evaluated (default: %(default)s)")
+    ev.add_argument("--eps", type=_positive_float, default=None, help="attack budget (default: the zoo's, 0.2 ℓ∞)")
+    ev.add_argument("--norm", choices=["inf", "2"], default="inf", help="attack norm (default: %(default)s)")
+    ev.add_argument("--eps-step", type=_positive_float, default=None, help="step size (default: eps / 4)")
+    ev.add_argument("--iterations", type=_positive_int, default=10, help="attack iterations (default: %(default)s)")
+    ev.add_argument("--eot", type=_positive_int, default=4, help="EOT samples per iteration (default: %(default)s)")
+    ev.add_argument("--votes", type=_positive_int, default=1, help="majority-vote purifications (default: 1)")
+    ev.add_argument("--t-star", type=_positive_int, default=None, help="base noise level t* (default: the zoo's)")
+    ev.add_argument("--tau", type=_positive_float, default=None, help="SSNI-N temperature (default: reference std)")
+    ev.add_argument("--bias", type=float, default=5.0, help="reweighting bias b (default: %(default)s)")
+    ev.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim",
+                    help="reverse sampler of the purifier (default: %(default)s)")
+    ev.add_argument("--steps", type=_positive_int, default=10, help="DDIM steps (default: %(default)s)")
+    ev.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default: %(default)s)")
+    ev.add_argument("--gradient", choices=["exact", "surrogate"], default="exact",
+                    help="attack gradient through the purifier (default: %(default)s)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
+    ev.add_argument("--out", type=Path, default=Path("results/evaluate"), help="output folder (default: %(default)s)")
+    ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default: %(default)s)")
+    ev.add_argument("--zoo", default="digits", help="zoo entry giving the default models and data (default: digits)")
+    ev.add_argument("--diffusion", type=Path, default=None, help="a local diffusers folder to use instead of the zoo's")
+    ev.add_argument("--classifier", default=None, metavar="MODULE:FACTORY",
+                    help="a Python factory returning your torch classifier (inputs in clip values), instead of the zoo's")
+    ev.add_argument("--data", type=Path, default=None,
+                    help=".npz with x_test, y_test (NCHW, in [0, 1]) and optionally x_train to calibrate on")
+    ev.add_argument("--reference", type=Path, default=None, help="reference stats JSON (art-ssni calibrate)")
+    ev.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit reference score-norm statistics on clean images and write them as JSON",
+        description="Fit ReferenceStats (mean, std, min, max, quantiles of clean score norms) for SSNI.",
+    )
+    cal.add_argument("--images", type=Path, default=None,
+                     help=".npy (N, C, H, W) or .npz (key x or x_train) of clean images in [0, 1] (default: zoo train)")
+    cal.add_argument("--diffusion", type=Path, default=None, help="local diffusers folder (default: the zoo's)")
+    cal.add_argument("--zoo", default="digits", help="zoo entry for the defaults (default: %(default)s)")
+    cal.add_argument("--score-steps", type=_positive_int, default=20, help="T' (default: %(default)s)")
+    cal.add_argument("--batch-size", type=_positive_int, default=256, help="images per batch (default: %(default)s)")
+    cal.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    cal.add_argument("--out", type=Path, default=Path("reference.json"), help="output JSON (default: %(default)s)")
+    cal.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default: %(default)s)")
+    cal.set_defaults(func=_cmd_calibrate)
+
+    tr = sub.add_parser(
+        "train-zoo",
+        help="retrain the shipped digits models (diffusion UNet, CNN, reference stats, metrics)",
+        description="Seeded, reproducible training of the digits zoo into --out (default: a new folder).",
+    )
+    tr.add_argument("--out", type=Path, default=Path("zoo-digits"), help="output folder (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    tr.add_argument("--unet-steps", type=_positive_int, default=3000, help="UNet training steps (default: %(default)s)")
+    tr.add_argument("--classifier-epochs", type=_positive_int, default=40, help="CNN epochs (default: %(default)s)")
+    tr.add_argument("--eval-size", type=_positive_int, default=None, help="evaluate on this many test images")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_cmd_train_zoo)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _load_array_file(path: Path, keys: Sequence[str]) -> Any:
+    import numpy as np
+
+    if not path.is_file():
+        raise CLIError(f"{path}: file not found")
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as data:
+            for key in keys:
+                if key in data:
+                    return data[key]
+            raise CLIError(f"{path}: none of the arrays {list(keys)} found (has {list(data.keys())})")
+    except (OSError, ValueError) as err:
+        raise CLIError(f"{path}: cannot read array file ({err})") from err
+
+
+def _load_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise CLIError(f"--classifier must be MODULE:FACTORY, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise CLIError(f"--classifier {spec!r}: {err}") from err
+    return factory()
+
+
+def _versions() -> dict[str, str]:
+    import art
+    import diffusers
+    import numpy
+    import torch
+
+    from art_ssni._version import __version__
+
+    return {
+        "art_ssni": __version__,
+        "torch": torch.__version__,
+        "adversarial-robustness-toolbox": art.__version__,
+        "diffusers": diffusers.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "torch_threads": str(torch.get_num_threads()),
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _check_out_dir(path: Path) -> None:
+    """Fail before any expensive work when the output folder cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise CLIError(f"--out {path}: not writable ({err.strerror or err})") from err
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from art_ssni import DiffusionModel, ReferenceStats, zoo
+    from art_ssni.evaluation.compare import compare_defences
+
+    _check_out_dir(args.out)
+    torch.manual_seed(args.seed)
+    models = zoo.load(args.zoo, device=args.device)
+    diffusion = DiffusionModel.from_pretrained(args.diffusion).to(args.device) if args.diffusion else models.diffusion
+    classifier = _load_factory(args.classifier).to(args.device).eval() if args.classifier else models.classifier
+    x, y = models.x_test, models.y_test
+    if args.data is not None:
+        x = np.asarray(_load_array_file(args.data, ["x_test", "x"]), dtype=np.float32)
+        y = np.asarray(_load_array_file(args.data, ["y_test", "y"]), dtype=np.int64)
+    if len(x) != len(y):
+        raise CLIError(f"--data: {len(x)} images but {len(y)} labels")
+    x, y = x[: args.n_images], y[: args.n_images]
+    reference: ReferenceStats | None = models.reference
+    if args.reference is not None:
+        reference = ReferenceStats.from_json(args.reference)
+    elif args.diffusion is not None or args.data is not None:
+        reference = None  # the zoo's statistics belong to the zoo's model and data: calibrate instead
+    t_star = args.t_star or models.t_star
+    eps = args.eps or models.eps
+    defence_kwargs: dict[str, Any] = dict(
+        t_star=t_star, bias=args.bias, tau=args.tau, sampler=args.sampler, eta=args.eta, seed=args.seed,
+        gradient=args.gradient, checkpoint=True, steps=args.steps if args.sampler == "ddim" else None,
+    )
+    needs_reference = any(d not in ("none", "diffpure") for d in args.defences)
+    if needs_reference and reference is None:
+        if args.data is None:
+            raise CLIError("--reference is needed with --diffusion (run art-ssni calibrate first)")
+        x_train = np.asarray(_load_array_file(args.data, ["x_train"]), dtype=np.float32)
+        from art_ssni import SSNIPreprocessor
+
+        reference = SSNIPreprocessor(diffusion, seed=args.seed, device_type=args.device).fit(x_train).reference
+    attack_kwargs: dict[str, Any] = dict(
+        norm="inf" if args.norm == "inf" else 2, eps=eps, eps_step=args.eps_step or eps / 4,
+        max_iter=args.iterations, eot_iter=args.eot, seed=args.seed, verbose=not args.quiet,
+    )
+    start = time.perf_counter()
+    rows = compare_defences(
+        classifier, diffusion, x, y, defences=args.defences, attacks=args.attack, reference=reference,
+        nb_classes=int(models.nb_classes if args.classifier is None else int(np.max(y)) + 1),
+        clip_values=models.clip_values, defence_kwargs=defence_kwargs, attack_kwargs=attack_kwargs,
+        votes=args.votes, seed=args.seed, device_type="gpu" if args.device == "cuda" else "cpu",
+        progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+    )
+    seconds = time.perf_counter() - start
+    _print_table(rows)
+    results = {
+        "command": "evaluate",
+        "settings": {
+            "zoo": args.zoo, "diffusion": str(args.diffusion) if args.diffusion else f"zoo:{args.zoo}",
+            "classifier": args.classifier or f"zoo:{args.zoo}", "n_images": int(len(x)), "seed": args.seed,
+            "defences": args.defences, "attacks": args.attack, "attack": attack_kwargs, "defence": defence_kwargs,
+            "votes": args.votes, "reference": reference.to_dict() if reference else None,
+        },
+        "versions": _versions(),
+        "seconds": seconds,
+        "defences": [row.__dict__ for row in rows],
+    }
+    _write_json(args.out / "results.json", results)
+    if not args.no_plots:
+        _evaluate_plots(rows, args.out, t_star)
+    print(f"wrote {args.out / 'results.json'} ({seconds:.0f} s)")
+    return 0
+
+
+def _print_table(rows: Sequence[Any]) -> None:
+    attack_names = sorted({a for row in rows for a in row.attacks})
+    header = ["defence", "clean", *attack_names, "worst case"]
+    print("  ".join(f"{h:>14}" for h in header))
+    for row in rows:
+        res = row.result
+        cells = [row.defence, f"{100 * res['clean_accuracy']:.1f}"]
+        cells += [f"{100 * res['attack_accuracy'][a]:.1f}" if a in res["attack_accuracy"] else "-" for a in attack_names]
+        cells.append(f"{100 * res['worst_case_accuracy']:.1f}")
+        print("  ".join(f"{c:>14}" for c in cells))
+
+
+def _evaluate_plots(rows: Sequence[Any], out: Path, t_star: int) -> None:
+    import numpy as np
+
+    from art_ssni import plots
+
+    plots.accuracy_bars(
+        [r.defence for r in rows],
+        [r.result["clean_accuracy"] for r in rows],
+        [r.result["worst_case_accuracy"] for r in rows],
+        out / "accuracy.png",
+    )
+    ssni = [r for r in rows if r.norms_clean]
+    if ssni:
+        plots.score_norm_histogram(
+            np.array(ssni[0].norms_clean), np.array(ssni[0].norms_adversarial), out / "score_norms.png",
+            title=f"Score norms, worst-case attacks on {ssni[0].defence}",
+        )
+        series = {}
+        for r in ssni:
+            series[f"{r.defence} clean"] = np.array(r.t_clean)
+            series[f"{r.defence} adversarial"] = np.array(r.t_adversarial)
+        plots.timestep_distribution(series, out / "timesteps.png", t_star=t_star)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from art_ssni import DiffusionModel, SSNIPreprocessor, zoo
+
+    if args.images is None or args.diffusion is None:
+        models = zoo.load(args.zoo, device=args.device)
+    images = models.x_train if args.images is None else _load_array_file(args.images, ["x", "x_train"])
+    diffusion = models.diffusion if args.diffusion is None else DiffusionModel.from_pretrained(args.diffusion)
+    images = np.asarray(images)
+    pre = SSNIPreprocessor(
+        diffusion, score_steps=args.score_steps, batch_size=args.batch_size, seed=args.seed,
+        device_type="gpu" if args.device == "cuda" else "cpu",
+    )
+    reference = pre.fit(images).reference
+    assert reference is not None
+    reference.to_json(args.out)
+    print(f"{reference.count} images: mean {reference.mean:.4g}, std {reference.std:.4g}, "
+          f"min {reference.min:.4g}, max {reference.max:.4g} -> {args.out}")
+    return 0
+
+
+def _cmd_train_zoo(args: argparse.Namespace) -> int:
+    from art_ssni.zoo import train_zoo
+
+    _check_out_dir(args.out)
+    metrics = train_zoo(
+        args.out, seed=args.seed, unet_steps=args.unet_steps, classifier_epochs=args.classifier_epochs,
+        eval_size=args.eval_size, progress=not args.quiet,
+    )
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``art-ssni`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CLIError as err:
+        print(f"art-ssni {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        print(f"art-ssni {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"art-ssni {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
