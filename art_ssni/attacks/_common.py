@@ -1,0 +1,78 @@
+"""Helpers shared by the attacks: finding the SSNI preprocessor, labels, steps and projections (numpy)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from art.utils import check_and_transform_label_format
+
+from art_ssni.preprocessor import SSNIPreprocessor
+
+__all__ = ["NORMS", "find_preprocessor", "norm_name", "project", "random_start", "step", "to_labels"]
+
+NORMS = ("inf", 2)
+
+
+def norm_name(norm: Any) -> str | int | None:
+    """``"inf"`` for ``"inf"`` / ``np.inf``, ``2`` for ``2`` / ``"2"``, ``None`` for anything else."""
+    if isinstance(norm, str):
+        return "inf" if norm == "inf" else (2 if norm == "2" else None)
+    if isinstance(norm, bool) or not isinstance(norm, (int, float, np.integer, np.floating)):
+        return None
+    if math.isinf(norm) and norm > 0:
+        return "inf"
+    return 2 if norm == 2 else None
+
+
+def find_preprocessor(estimator: Any, *, required: bool = True) -> SSNIPreprocessor | None:
+    """The :class:`~art_ssni.SSNIPreprocessor` among ``estimator.preprocessing_operations`` (by ``isinstance``).
+
+    :param estimator: an ART estimator (e.g. ``PyTorchClassifier(..., preprocessing_defences=[SSNIPreprocessor])``).
+    :param required: raise ``ValueError`` when none (or more than one) is found; otherwise return ``None``.
+    """
+    ops = getattr(estimator, "preprocessing_operations", None) or []
+    found = [op for op in ops if isinstance(op, SSNIPreprocessor)]
+    if len(found) == 1:
+        return found[0]
+    if required:
+        raise ValueError(
+            f"estimator: expected exactly one SSNIPreprocessor in estimator.preprocessing_operations, found {len(found)}."
+        )
+    return None
+
+
+def to_labels(y: Any, nb_classes: int) -> np.ndarray:
+    """Integer labels ``(N,)`` from integer labels or one-hot rows ``(N, nb_classes)``."""
+    one_hot = check_and_transform_label_format(np.asarray(y), nb_classes=nb_classes, return_one_hot=True)
+    return np.argmax(one_hot, axis=1)
+
+
+def random_start(x: np.ndarray, norm: str | int, eps: float, rng: np.random.Generator) -> np.ndarray:
+    """A uniform random point of the ε-ball around ``x`` (ℓ∞: uniform per pixel; ℓ2: uniform in the ball)."""
+    if norm == "inf":
+        return x + rng.uniform(-eps, eps, size=x.shape).astype(x.dtype)
+    flat = rng.standard_normal(size=(x.shape[0], int(np.prod(x.shape[1:]))))
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    radius = eps * rng.uniform(0.0, 1.0, size=(x.shape[0], 1)) ** (1.0 / flat.shape[1])
+    return x + (flat * radius).reshape(x.shape).astype(x.dtype)
+
+
+def step(grad: np.ndarray, norm: str | int, eps_step: float) -> np.ndarray:
+    """Steepest-ascent step of size ``eps_step``: ``sign(g)`` for ℓ∞, ``g / ||g||_2`` per sample for ℓ2."""
+    if norm == "inf":
+        return eps_step * np.sign(grad)
+    norms = np.linalg.norm(grad.reshape(grad.shape[0], -1), axis=1).reshape((-1,) + (1,) * (grad.ndim - 1))
+    return eps_step * grad / np.maximum(norms, 1e-12)
+
+
+def project(x_adv: np.ndarray, x0: np.ndarray, norm: str | int, eps: float, clip: tuple[float, float]) -> np.ndarray:
+    """Project ``x_adv`` onto the ε-ball around ``x0`` (ℓ∞ or ℓ2), then onto ``clip``; returns a new array."""
+    delta = x_adv - x0
+    if norm == "inf":
+        delta = np.clip(delta, -eps, eps)
+    else:
+        norms = np.linalg.norm(delta.reshape(delta.shape[0], -1), axis=1).reshape((-1,) + (1,) * (delta.ndim - 1))
+        delta = delta * np.minimum(1.0, eps / np.maximum(norms, 1e-12))
+    return np.clip(x0 + delta, clip[0], clip[1]).astype(x0.dtype)

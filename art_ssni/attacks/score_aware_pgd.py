@@ -1,0 +1,255 @@
+"""Score-aware PGD: the adaptive attack on SSNI's noise-level selector."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from art.estimators.classification import PyTorchClassifier
+
+from art_ssni.attacks._common import find_preprocessor
+from art_ssni.attacks.pgd_eot import PGDEOT, _is_number
+from art_ssni.diffusion.model import DiffusionModel
+from art_ssni.diffusion.sampling import purify
+from art_ssni.preprocessor import SSNIPreprocessor
+from art_ssni.ssni.reweight import resolve_tau, select_timesteps
+from art_ssni.ssni.score import score_norms
+
+__all__ = ["LAMBDA_SCHEDULES", "ScoreAwarePGD", "straight_through_noise"]
+
+LAMBDA_SCHEDULES = ("constant", "linear")
+
+
+def straight_through_noise(
+    model: DiffusionModel, x: torch.Tensor, noise: torch.Tensor, t_cont: torch.Tensor, t_int: torch.Tensor
+) -> torch.Tensor:
+    """Forward noise that makes ``purify``'s noised input differentiable in a straight-through level.
+
+    ``purify`` noises ``x`` to the integer level ``t_int``: ``x_t = a(t) x + s(t) z`` with ``a = sqrt(ᾱ)``,
+    ``s = sqrt(1 - ᾱ)``. Passing ``z' = z + c / s(t_int)`` with
+    (1) ``c = (a'(t) x + s'(t) z) · (t_cont - stopgrad(t_cont))``
+    leaves every value unchanged (``c = 0``) while ``∂x_t/∂t_cont = a'(t) x + s'(t) z``, where ``a'``, ``s'`` are
+    the central differences of the level table at ``t_int`` (one-sided at the ends). Rows with ``t_int = 0`` (no
+    noise, no reverse steps) get no gradient through ``t``. Only the forward noise scale depends on ``t`` here:
+    the reverse trajectory's grid of levels is not differentiated.
+
+    :param model: the diffusion model (for its ``alphas_cumprod``).
+    :param x: ``(R, C, H, W)`` model-space inputs of ``purify`` (only their value is used in ``c``).
+    :param noise: ``(R, C, H, W)`` standard Gaussian forward noise.
+    :param t_cont: ``(R,)`` float levels with gradient whose *value* equals ``t_int`` (a straight-through rounding).
+    :param t_int: ``(R,)`` integer levels in ``[0, N]``.
+    :return: ``(R, C, H, W)`` noise equal in value to ``noise``.
+    """
+    n = model.num_timesteps
+    table = torch.cat([model.alphas_cumprod.new_ones(1), model.alphas_cumprod]).to(x.dtype)
+    a, s = table.sqrt(), (1.0 - table).clamp(min=0.0).sqrt()
+    t_int = t_int.long()
+    lo, hi = (t_int - 1).clamp(min=0), (t_int + 1).clamp(max=n)
+    span = (hi - lo).clamp(min=1).to(x.dtype)
+    da, ds = (a[hi] - a[lo]) / span, (s[hi] - s[lo]) / span
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    dt = (t_cont - t_cont.detach()).to(x.dtype)
+    c = (da * dt).view(shape) * x.detach() + (ds * dt).view(shape) * noise
+    den = s[t_int].view(shape)
+    return noise + torch.where(den > 0, c / den.clamp(min=1e-12), torch.zeros_like(c))
+
+
+class ScoreAwarePGD(PGDEOT):
+    """Adaptive PGD-EOT against SSNI that also attacks the per-sample noise-level selection.
+
+    SSNI gives a sample little noise when its score norm ``σ(x)`` looks clean. This attack maximises
+
+    (1) ``L_k(x) = E[ CE(f(P_{t(x)}(x)), y) ] - λ_k · E[ z(σ(x)) ]``
+
+    where ``P_t`` is the purifier at level ``t``, the expectations run over the purification and scoring
+    randomness (``eot_iter`` samples per iteration), and ``z`` is the pre-activation of the preprocessor's
+    reweighting, so ``λ`` is in natural units: (2) ``z = (σ - μ) / τ`` for SSNI-N (``reweight="sigmoid"``) and
+    ``z = (σ - σ_min) / (σ_max - σ_min)`` for SSNI-L (``"linear"``), from the preprocessor's reference statistics.
+    ``λ_k`` follows ``lam_schedule``: ``"constant"`` (``λ_k = lam``) or ``"linear"`` (``λ_k = lam · (1 - k /
+    max_iter)``: first make the sample look clean, then concentrate on the classifier). Both terms are means over
+    the samples of the batch, as ART's mean-reduced loss is. With ``reweight="constant"`` (DiffPure) the level does
+    not depend on ``σ``: the score term is dropped and the attack is :class:`PGDEOT`.
+
+    Two ways to get the gradient of the CE term:
+
+    * ``straight_through=False``: ``estimator.loss_gradient`` (the defended pipeline, ``t`` chosen by the
+      preprocessor without gradient, purifier gradient as the preprocessor's ``gradient`` mode says, its
+      ``eot_samples`` copies); the score term's gradient is added from :func:`~art_ssni.ssni.score_norms` with
+      gradient. The selector is attacked only through the score term.
+    * ``straight_through=True``: one graph through the whole defence, exact gradient (the preprocessor's
+      ``checkpoint`` is honoured, its ``gradient`` mode and ``eot_samples`` are not used): score norms with
+      gradient, ``t = select_timesteps(σ, straight_through=True)`` (rounded value, gradient of the continuous
+      level), and the purifier made differentiable in ``t`` through the forward-noise scale
+      (:func:`straight_through_noise`); then the classifier. Supports the DiffPure-style single-stage purifier
+      (the preprocessor's default base) only.
+
+    Randomness of the score noise (and, with ``straight_through=True``, of the purification) comes from the
+    attack's own generator seeded by ``seed``. Early bookkeeping and projection are those of :class:`PGDEOT`.
+
+    Shape:
+        - x: ``(N, C, H, W)`` in ``clip_values``; y: ``(N,)`` or one-hot ``(N, nb_classes)``.
+        - output: ``(N, C, H, W)`` float32 within ``eps`` of ``x`` and inside ``clip_values``.
+
+    Examples::
+
+        >>> pre = SSNIPreprocessor(model, reweight="sigmoid", reference=ref, checkpoint=True)
+        >>> clf = PyTorchClassifier(cnn, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10,
+        ...                         clip_values=(0.0, 1.0), preprocessing_defences=[pre])
+        >>> x_adv = ScoreAwarePGD(clf, eps=0.1, lam=1.0, straight_through=True, eot_iter=4).generate(x, y)
+
+    :param estimator: a ``PyTorchClassifier`` whose first preprocessing operation is an ``SSNIPreprocessor``.
+    :param lam: ``λ >= 0``, weight of the score term (0: no score term).
+    :param lam_schedule: ``"constant"`` or ``"linear"`` (decay to 0 over ``max_iter``).
+    :param straight_through: differentiate through the reweighting and a straight-through rounding of ``t``.
+    :param kwargs: ``norm``, ``eps``, ``eps_step``, ``max_iter``, ``eot_iter``, ``random_init``, ``batch_size``,
+        ``seed``, ``verbose`` as in :class:`PGDEOT`.
+    """
+
+    attack_params = PGDEOT.attack_params + ["lam", "lam_schedule", "straight_through"]
+    _estimator_requirements = (PyTorchClassifier,)
+
+    def __init__(
+        self,
+        estimator: PyTorchClassifier,
+        *,
+        lam: float = 1.0,
+        lam_schedule: str = "constant",
+        straight_through: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.lam = lam
+        self.lam_schedule = lam_schedule
+        self.straight_through = straight_through
+        super().__init__(estimator, **kwargs)
+        self._generator: torch.Generator | None = None
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not _is_number(self.lam) or not math.isfinite(self.lam) or self.lam < 0:
+            raise ValueError(f"lam must be a finite number >= 0, got {self.lam!r}.")
+        if self.lam_schedule not in LAMBDA_SCHEDULES:
+            raise ValueError(f"lam_schedule must be one of {list(LAMBDA_SCHEDULES)}, got {self.lam_schedule!r}.")
+        if not isinstance(self.straight_through, bool):
+            raise ValueError(f"straight_through must be a bool, got {self.straight_through!r}.")
+        pre = find_preprocessor(self.estimator)
+        if self.estimator.preprocessing_operations[0] is not pre:
+            raise ValueError("estimator: the SSNIPreprocessor must be the first preprocessing operation.")
+        if self.straight_through and getattr(pre, "base", "diffpure") != "diffpure":
+            raise ValueError(
+                f"straight_through=True supports the single-stage (diffpure) purifier only, got base={pre.base!r}."
+            )
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _pre(self) -> SSNIPreprocessor:
+        return find_preprocessor(self.estimator)  # type: ignore[return-value]
+
+    def _setup(self) -> None:
+        pre = self._pre
+        if not pre.is_fitted:
+            raise ValueError("estimator: the SSNIPreprocessor is not fitted; call fit(x_clean) or pass reference=.")
+        self._generator = torch.Generator(device=pre.device)
+        seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        self._generator.manual_seed(int(seed) + 1)  # +1: independent of the random start stream
+
+    def _teardown(self) -> None:
+        self._generator = None
+
+    def lam_at(self, iteration: int) -> float:
+        """``λ_k`` at PGD iteration ``k`` (0-based) under ``lam_schedule``."""
+        if self.lam_schedule == "linear":
+            return float(self.lam) * (1.0 - iteration / max(int(self.max_iter), 1))
+        return float(self.lam)
+
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self._pre.clip_values
+        return self._pre.model.to_model_space((x - lo) / (hi - lo))
+
+    def _norms(self, xm: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` differentiable score norms with fresh noise from the attack's generator."""
+        pre = self._pre
+        noise = torch.randn(
+            (int(pre.score_steps), *xm.shape[1:]), generator=self._generator, device=xm.device, dtype=xm.dtype
+        )
+        return score_norms(pre.model, xm, score_steps=int(pre.score_steps), noise=noise)
+
+    def _z(self, norms: torch.Tensor) -> torch.Tensor:
+        """Pre-activation of the reweighting, eq. (2) of the class docstring."""
+        pre = self._pre
+        ref = pre.reference
+        if pre.reweight == "sigmoid":
+            return (norms - ref.mean) / resolve_tau(ref, pre.tau)
+        return (norms - ref.min) / (ref.max - ref.min)
+
+    # ------------------------------------------------------------------ gradients
+    def _gradient(self, x: np.ndarray, y_one_hot: np.ndarray, iteration: int) -> np.ndarray:
+        if self.straight_through:
+            return self._gradient_straight_through(x, y_one_hot, iteration)
+        grad = super()._gradient(x, y_one_hot, iteration)  # CE term through the defended pipeline
+        lam = self.lam_at(iteration)
+        pre = self._pre
+        if lam == 0.0 or pre.reweight == "constant":
+            return grad
+        xin = torch.tensor(x, device=pre.device, requires_grad=True)
+        z_sum = sum(self._z(self._norms(self._to_model(xin))).sum() for _ in range(self.eot_iter))
+        (g_score,) = torch.autograd.grad(z_sum / (self.eot_iter * x.shape[0]), xin)
+        return grad - lam * g_score.detach().cpu().numpy()
+
+    def _gradient_straight_through(self, x: np.ndarray, y_one_hot: np.ndarray, iteration: int) -> np.ndarray:
+        pre, est = self._pre, self.estimator
+        model = pre.model
+        lo, hi = (float(v) for v in pre.clip_values)
+        lam = self.lam_at(iteration)
+        b = x.shape[0]
+        labels = torch.as_tensor(np.argmax(y_one_hot, axis=1), device=est.device)
+        grad = torch.zeros(x.shape, dtype=torch.float32, device=pre.device)
+        left = int(self.eot_iter)
+        while left > 0:
+            m = max(1, min(left, int(pre.batch_size) // b))
+            left -= m
+            xin = torch.tensor(x, device=pre.device, requires_grad=True)
+            xm = self._to_model(xin)
+            if pre.reweight == "constant":
+                norms = None
+                t_int = torch.full((b * m,), int(pre.t_star), dtype=torch.long, device=pre.device)
+            else:
+                norms = torch.stack([self._norms(xm) for _ in range(m)], dim=1).reshape(b * m)  # sample-major
+                t_cont = select_timesteps(
+                    norms,
+                    pre.reference,
+                    reweight=pre.reweight,
+                    t_star=int(pre.t_star),
+                    bias=float(pre.bias),
+                    tau=pre.tau,
+                    num_timesteps=model.num_timesteps,
+                    straight_through=True,
+                )
+                t_int = t_cont.detach().round().long()
+            xr = xm.repeat_interleave(m, dim=0)
+            noise = torch.randn(xr.shape, generator=self._generator, device=xr.device, dtype=xr.dtype)
+            if norms is not None:
+                noise = straight_through_noise(model, xr, noise, t_cont, t_int)
+            out = purify(
+                model,
+                xr,
+                t_int,
+                sampler=pre.sampler,
+                steps=pre.steps,
+                eta=float(pre.eta),
+                generator=self._generator,
+                noise=noise,
+                checkpoint=bool(pre.checkpoint),
+            )
+            xp = (lo + (hi - lo) * model.to_pixel_space(out)).clamp(lo, hi)
+            for op in est.preprocessing_operations[1:]:
+                xp, _ = op.forward(xp, None)
+            logits = est.model(xp.to(est.device))
+            loss = F.cross_entropy(logits, labels.repeat_interleave(m), reduction="sum")
+            if norms is not None and lam > 0:
+                loss = loss - lam * self._z(norms).sum()
+            (g,) = torch.autograd.grad(loss / (self.eot_iter * b), xin)
+            grad += g.detach()
+        return grad.cpu().numpy()
