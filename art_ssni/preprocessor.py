@@ -7,15 +7,21 @@ inputs, batches, seeds, expands EOT copies and chooses how gradients flow.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
+from tqdm.auto import tqdm
 
+from art_ssni._version import __version__
 from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.diffusion.sampling import SAMPLERS, purify
+from art_ssni.diffusion.sampling import SAMPLERS
+from art_ssni.ssni.bases import GNS_STAGES, check_base_params, purify_base
 from art_ssni.ssni.reference import ReferenceStats
 from art_ssni.ssni.reweight import REWEIGHTS, resolve_tau, select_timesteps
 from art_ssni.ssni.score import score_norms
@@ -23,6 +29,8 @@ from art_ssni.ssni.score import score_norms
 __all__ = ["GRADIENT_MODES", "SSNIPreprocessor"]
 
 GRADIENT_MODES = ("exact", "surrogate", "bpda")
+_CONFIG_NAME = "ssni_config.json"
+_MODEL_SUBFOLDER = "diffusion"
 
 
 def _is_int(value: Any) -> bool:
@@ -75,6 +83,19 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     :param checkpoint: checkpoint each reverse step so backward memory does not grow with the number of steps.
     :param eot_samples: when gradients are requested and labels are given, each sample (and label) is repeated
         this many times so that ART attacks average the gradient over independent purifications (EOT).
+    :param base: the base purification method (:mod:`art_ssni.ssni.bases`): ``"diffpure"`` (one stage at
+        ``t_i``), ``"gns"`` (stages ``gns_stages`` in sequence, each scaled by ``t_i / t_star``; combine with
+        :func:`art_ssni.voting.majority_vote_predict` for GNS's vote) or ``"gdmp"`` (``gdmp_iterations`` guided
+        purifications from ``t_i``; official CIFAR-10 setting ``t_star=36``). With ``gradient="surrogate"`` the
+        surrogate is the same base run with a ``surrogate_steps``-step deterministic DDIM sampler.
+    :param gns_stages: GNS stage levels ``s_k`` in ``[1, N - 1]`` (Lee & Kim, CIFAR-10: 30,30,30,30,50,50,125,125).
+    :param gdmp_iterations: GDMP purification rounds ``>= 1`` (official: 4).
+    :param gdmp_scale: GDMP guidance scale ``>= 0`` (official ``guide_scale`` 60000 for 32×32×3 images; scale it by
+        ``C·H·W / 3072`` for other sizes, see :mod:`art_ssni.ssni.bases`).
+    :param gdmp_distance: GDMP guidance distance, ``"mse"`` or ``"ssim"``.
+    :param channels_first: inputs are ``(B, C, H, W)`` (``True``) or ``(B, H, W, C)`` (``False``); outputs keep
+        the input layout.
+    :param verbose: show a tqdm progress bar over purification chunks.
     :param device_type: ``"gpu"`` or ``"cpu"`` (ART convention); the model is moved there.
     :param apply_fit: apply the defence when the classifier is trained.
     :param apply_predict: apply the defence at prediction time.
@@ -98,6 +119,13 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         "surrogate_steps",
         "checkpoint",
         "eot_samples",
+        "base",
+        "gns_stages",
+        "gdmp_iterations",
+        "gdmp_scale",
+        "gdmp_distance",
+        "channels_first",
+        "verbose",
     ]
 
     def __init__(
@@ -120,6 +148,13 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         surrogate_steps: int = 10,
         checkpoint: bool = False,
         eot_samples: int = 1,
+        base: str = "diffpure",
+        gns_stages: tuple[int, ...] | list[int] = GNS_STAGES,
+        gdmp_iterations: int = 4,
+        gdmp_scale: float = 60000.0,
+        gdmp_distance: str = "mse",
+        channels_first: bool = True,
+        verbose: bool = False,
         device_type: str = "gpu",
         apply_fit: bool = False,
         apply_predict: bool = True,
@@ -142,6 +177,13 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         self.surrogate_steps = surrogate_steps
         self.checkpoint = checkpoint
         self.eot_samples = eot_samples
+        self.base = base
+        self.gns_stages = gns_stages
+        self.gdmp_iterations = gdmp_iterations
+        self.gdmp_scale = gdmp_scale
+        self.gdmp_distance = gdmp_distance
+        self.channels_first = channels_first
+        self.verbose = verbose
         self._check_params()
         self.model.to(self.device)
         self._generator: torch.Generator | None = None
@@ -201,6 +243,18 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             raise ValueError(f"checkpoint must be a bool, got {self.checkpoint!r}.")
         if not _is_int(self.eot_samples) or self.eot_samples < 1:
             raise ValueError(f"eot_samples must be an int >= 1, got {self.eot_samples!r}.")
+        if not isinstance(self.channels_first, bool):
+            raise ValueError(f"channels_first must be a bool, got {self.channels_first!r}.")
+        if not isinstance(self.verbose, bool):
+            raise ValueError(f"verbose must be a bool, got {self.verbose!r}.")
+        check_base_params(
+            self.base,
+            num_timesteps=n,
+            gns_stages=self.gns_stages,
+            gdmp_iterations=self.gdmp_iterations,
+            gdmp_scale=self.gdmp_scale,
+            gdmp_distance=self.gdmp_distance,
+        )
 
     @property
     def is_fitted(self) -> bool:
@@ -222,30 +276,40 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             self._generator = torch.Generator(device=self.device)
             self._generator.manual_seed(int(self.seed))
 
-    def _validate(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Check an input batch and return it as a float32 tensor (a new tensor when a cast is needed)."""
+    @staticmethod
+    def _as_tensor(x: Any, name: str = "x") -> torch.Tensor:
+        """A numpy array or tensor as a tensor (sharing memory: never modified), with a clear type error."""
         if isinstance(x, np.ndarray):
             if x.dtype == object:
                 raise TypeError(f"{name} must be a numeric array, got dtype object.")
             x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}.")
+        return x
+
+    def _validate(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Check an input batch and return it as a float32 NCHW tensor (new when a cast or transpose is needed)."""
+        x = self._as_tensor(x, name)
         if x.dtype == torch.bool or not (x.is_floating_point()):
             raise TypeError(f"{name} must be a floating-point array (float16/32/64), got {x.dtype}.")
+        layout = "(B, C, H, W)" if self.channels_first else "(B, H, W, C)"
         if x.dim() != 4:
-            raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}.")
+            raise ValueError(f"{name} must have shape {layout}, got {tuple(x.shape)}.")
         if x.shape[0] == 0:
             raise ValueError(f"{name} must not be an empty batch, got shape {tuple(x.shape)}.")
+        if not self.channels_first:
+            x = x.permute(0, 3, 1, 2)
         c, s = self.model.in_channels, self.model.sample_size
         if x.shape[1] != c:
-            raise ValueError(f"{name} must have {c} channels (dim 1, NCHW) for this UNet, got {x.shape[1]}.")
+            where = "dim 1, NCHW" if self.channels_first else "dim 3, NHWC"
+            raise ValueError(f"{name} must have {c} channels ({where}) for this UNet, got {x.shape[1]}.")
         if tuple(x.shape[2:]) != (s, s):
             raise ValueError(f"{name} must have spatial size {(s, s)} for this UNet, got {tuple(x.shape[2:])}.")
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} must be finite, got NaN or inf.")
         lo, hi = float(self.clip_values[0]), float(self.clip_values[1])
         tol = 1e-6 * (hi - lo)
-        x_min, x_max = float(x.min()), float(x.max())
+        x_min, x_max = float(x.detach().min()), float(x.detach().max())
         if x_min < lo - tol or x_max > hi + tol:
             raise ValueError(f"{name} must lie in clip_values [{lo}, {hi}], got values in [{x_min}, {x_max}].")
         return x.float()
@@ -315,26 +379,41 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         return self
 
     # ------------------------------------------------------------------ purification
+    def _purify_base(self, xm: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Purify model-space ``xm`` from levels ``t`` with the configured base (engine options in ``kwargs``)."""
+        return purify_base(
+            self.base,
+            self.model,
+            xm,
+            t,
+            t_star=int(self.t_star),
+            gns_stages=tuple(int(s) for s in self.gns_stages),
+            gdmp_iterations=int(self.gdmp_iterations),
+            gdmp_scale=float(self.gdmp_scale),
+            gdmp_distance=self.gdmp_distance,
+            **kwargs,
+        )
+
     def _purify_chunk(self, xm: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Purify one chunk in model space according to the gradient mode."""
         g = self._generator
         kwargs = dict(sampler=self.sampler, steps=self.steps, eta=float(self.eta), generator=g)
         if not torch.is_grad_enabled() or not xm.requires_grad or self.gradient == "exact":
-            return purify(self.model, xm, t, checkpoint=self.checkpoint, **kwargs)  # type: ignore[arg-type]
+            return self._purify_base(xm, t, checkpoint=self.checkpoint, **kwargs)  # type: ignore[arg-type]
         noise = torch.randn(xm.shape, generator=g, device=xm.device, dtype=xm.dtype)
         with torch.no_grad():
-            real = purify(self.model, xm, t, noise=noise, **kwargs)  # type: ignore[arg-type]
+            real = self._purify_base(xm, t, noise=noise, **kwargs)  # type: ignore[arg-type]
         if self.gradient == "bpda":
             # BPDA (Athalye et al. 2018): forward value of the purifier, identity gradient.
             return xm + (real - xm).detach()
-        surrogate = purify(
-            self.model,
+        surrogate = self._purify_base(
             xm,
             t,
             sampler="ddim",
             steps=int(self.surrogate_steps),
             eta=0.0,
             noise=noise,
+            generator=g,  # draws of multi-stage bases (GNS stages, GDMP guidance); unused by DiffPure here
             checkpoint=self.checkpoint,
         )
         return surrogate + (real - surrogate).detach()
@@ -353,14 +432,125 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             m = int(self.eot_samples)
             xm, t = xm.repeat_interleave(m, dim=0), t.repeat_interleave(m, dim=0)
             y = y.repeat_interleave(m, dim=0) if isinstance(y, torch.Tensor) else np.repeat(y, m, axis=0)
-        out = torch.cat(
-            [self._purify_chunk(xm[i : i + self.batch_size], t[i : i + self.batch_size]) for i in range(0, xm.shape[0], self.batch_size)]
-        )
+        starts = range(0, xm.shape[0], self.batch_size)
+        if self.verbose:
+            starts = tqdm(starts, desc="SSNI purification", unit="chunk")
+        out = torch.cat([self._purify_chunk(xm[i : i + self.batch_size], t[i : i + self.batch_size]) for i in starts])
+        out = self._to_clip(out)
+        if not self.channels_first:
+            out = out.permute(0, 2, 3, 1)
         device = x_in.device if isinstance(x_in, torch.Tensor) else torch.device("cpu")
-        return self._to_clip(out).to(device), y
+        return out.to(device), y
 
     def __call__(self, x: Any, y: Any = None) -> tuple[np.ndarray, Any]:
         """Numpy path: purify without gradient and return a new float32 array (the input is never modified)."""
         with torch.no_grad():
-            out, y_out = self.forward(self._validate(x), y)
+            out, y_out = self.forward(self._as_tensor(x), y)
         return out.cpu().numpy(), y_out
+
+    # ------------------------------------------------------------------ saving and loading
+    def save_pretrained(self, path: str | os.PathLike[str], *, save_model: bool = True) -> None:
+        """Write this defence's configuration (and by default its diffusion model) to the folder ``path``.
+
+        Files: ``ssni_config.json`` (every parameter, the reference statistics, the package version) and, with
+        ``save_model``, ``diffusion/`` (the diffusers UNet + scheduler, safetensors). Without ``save_model`` the
+        diffusion model must be passed to :meth:`from_pretrained`.
+        """
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        params = {}
+        for name in self.params:
+            if name in ("model", "reference"):
+                continue
+            value = getattr(self, name)
+            params[name] = list(value) if isinstance(value, tuple) else value
+        config = {
+            "class": type(self).__name__,
+            "art_ssni_version": __version__,
+            "params": params,
+            "device_type": "cpu" if self.device.type == "cpu" else "gpu",
+            "apply_fit": self.apply_fit,
+            "apply_predict": self.apply_predict,
+            "reference": None if self.reference is None else self.reference.to_dict(),
+            "diffusion": {"subfolder": _MODEL_SUBFOLDER} if save_model else None,
+        }
+        if save_model:
+            self.model.save_pretrained(root / _MODEL_SUBFOLDER)
+        tmp = root / (_CONFIG_NAME + ".tmp")
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(tmp, root / _CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike[str], *, model: DiffusionModel | None = None, **overrides: Any
+    ) -> SSNIPreprocessor:
+        """Rebuild a defence written by :meth:`save_pretrained` (same outputs for the same seed and input).
+
+        :param path: the folder. Only files inside it are read (JSON and safetensors: nothing is unpickled).
+        :param model: the diffusion model, required when the folder holds none; overrides the saved one otherwise.
+        :param overrides: parameters that replace the saved ones (e.g. ``device_type="cpu"``).
+        """
+        root = Path(path)
+        config_file = root / _CONFIG_NAME
+        if not config_file.is_file():
+            raise FileNotFoundError(f"path: {str(config_file)!r} does not exist.")
+        try:
+            config = json.loads(config_file.read_text())
+            params = dict(config["params"])
+            diffusion = config.get("diffusion")
+            reference = config.get("reference")
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{str(config_file)!r} is not a valid SSNIPreprocessor config: {err}") from err
+        if config.get("class") != cls.__name__:
+            raise ValueError(f"{str(config_file)!r} describes a {config.get('class')!r}, not a {cls.__name__}.")
+        unknown = sorted(set(params) - set(cls.params))
+        if unknown:
+            raise ValueError(f"{str(config_file)!r} has unknown parameter(s) {unknown}.")
+        if model is None:
+            if not diffusion:
+                raise ValueError(f"model: {str(root)!r} holds no diffusion model; pass model=DiffusionModel(...).")
+            sub = (root / str(diffusion["subfolder"])).resolve()
+            if not sub.is_relative_to(root.resolve()):
+                raise ValueError(f"{str(config_file)!r}: the diffusion subfolder must stay inside {str(root)!r}.")
+            model = DiffusionModel.from_pretrained(sub)
+        if reference is not None:
+            try:
+                reference = ReferenceStats.from_dict(reference)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{str(config_file)!r}: invalid reference stats: {err}") from err
+        for key in ("clip_values", "gns_stages"):
+            if isinstance(params.get(key), list):
+                params[key] = tuple(params[key])
+        kwargs = {
+            **params,
+            "reference": reference,
+            "device_type": config.get("device_type", "gpu"),
+            "apply_fit": bool(config.get("apply_fit", False)),
+            "apply_predict": bool(config.get("apply_predict", True)),
+            **overrides,
+        }
+        return cls(model, **kwargs)
+
+    # ------------------------------------------------------------------ ART's numpy gradient path
+    def estimate_forward(self, x: torch.Tensor, y: Any = None) -> torch.Tensor:
+        """Differentiable forward for ART's gradient chain: the purifier with this preprocessor's ``gradient`` mode
+        (exact back-propagation, surrogate, or BPDA identity); no EOT expansion (see :meth:`estimate_gradient`)."""
+        return self.forward(x, None)[0]
+
+    def estimate_gradient(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """Gradient through the defence for ART's numpy path (used when ART does not chain ``forward`` itself, e.g.
+        numpy estimators or chains with numpy preprocessors): the vector-Jacobian product of :meth:`estimate_forward`
+        with ``grad``, averaged over ``eot_samples`` independent purifications.
+
+        :param x: ``(B, ...)`` inputs the defence received (in the configured layout).
+        :param grad: gradient with respect to the defence's output, same shape as ``x`` (or ``(B, K, ...)`` for class
+            gradients, as ART passes them).
+        :return: gradient with respect to ``x``, same shape as ``grad``.
+        """
+        self._validate(x)
+        total = None
+        for _ in range(int(self.eot_samples)):
+            g = super().estimate_gradient(np.asarray(x, dtype=np.float32), np.asarray(grad, dtype=np.float32))
+            total = g if total is None else total + g
+        assert total is not None
+        return total / float(self.eot_samples)
