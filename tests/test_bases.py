@@ -1,0 +1,323 @@
+"""Base purification methods (DiffPure, GNS, GDMP): shapes, ranges, seeds, NFE, gradients, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from art.estimators.classification import PyTorchClassifier
+
+from art_ssni import DiffusionModel, SSNIPreprocessor
+from art_ssni.ssni.bases import (
+    BASES,
+    GNS_STAGES,
+    _ssim,
+    base_nfe,
+    check_base_params,
+    gdmp,
+    gdmp_guidance_strength,
+    gns_levels,
+    purify_base,
+)
+from conftest import make_tiny_unet
+
+T_STAR = 10
+OPTIONS = dict(t_star=T_STAR, gns_stages=(5, 10, 20), gdmp_iterations=2, gdmp_scale=200.0)
+SAMPLERS = [("ddpm", None), ("ddim", 4)]
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    """(4, 1, 8, 8) model-space images."""
+    return torch.rand((4, 1, 8, 8), generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.fixture
+def t() -> torch.Tensor:
+    return torch.tensor([10, 5, 0, 20])
+
+
+def run(model, base, x, t, seed=0, **kwargs):
+    opts = {**OPTIONS, "generator": torch.Generator().manual_seed(seed), **kwargs}
+    return purify_base(base, model, x, t, **opts)
+
+
+# ---------------------------------------------------------------- shapes, ranges, seeds
+@pytest.mark.parametrize("sampler,steps", SAMPLERS)
+@pytest.mark.parametrize("base", BASES)
+def test_shape_range_and_no_mutation(model, x, t, base, sampler, steps):
+    x_before = x.clone()
+    with torch.no_grad():
+        out = run(model, base, x, t, sampler=sampler, steps=steps)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(x, x_before)
+    assert bool(torch.isfinite(out).all())
+    if base == "gdmp":
+        # the last guided step moves x̂_0 by at most factor · |∇D| = factor · 2 |x - y| / 64 beyond [-1, 1]
+        bound = 1.0 + float(gdmp_guidance_strength(model, torch.tensor([20]), torch.tensor([0]), 200.0)) * 2 * 6 / 64
+        assert float(out.abs().max()) <= bound
+    else:
+        assert float(out.abs().max()) <= 1.0
+    assert torch.equal(out[2], x[2])  # t_i = 0 leaves the sample untouched, whatever the base
+    assert not torch.allclose(out[0], x[0])
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_seeded_runs_reproducible_and_seeds_differ(model, x, t, base):
+    with torch.no_grad():
+        a, b, c = run(model, base, x, t, seed=3), run(model, base, x, t, seed=3), run(model, base, x, t, seed=4)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+# ---------------------------------------------------------------- NFE
+# Hand-computed costs for t = (10, 5, 0, 20), t* = 10, stages (5, 10, 20), 2 GDMP iterations:
+# GNS levels: t=10 -> 5, 10, 20; t=5 -> round(2.5)=3, 5, 10; t=0 -> 0, 0, 0; t=20 -> 10, 20, 40.
+EXPECTED_NFE = {
+    ("diffpure", "ddpm"): 10 + 5 + 0 + 20,
+    ("diffpure", "ddim"): 4 + 4 + 0 + 4,
+    ("gns", "ddpm"): (5 + 10 + 20) + (3 + 5 + 10) + 0 + (10 + 20 + 40),
+    ("gns", "ddim"): (4 + 4 + 4) + (3 + 4 + 4) + 0 + (4 + 4 + 4),
+    ("gdmp", "ddpm"): 2 * (10 + 5 + 0 + 20),
+    ("gdmp", "ddim"): 2 * (4 + 4 + 0 + 4),
+}
+
+
+@pytest.mark.parametrize("sampler,steps", SAMPLERS)
+@pytest.mark.parametrize("base", BASES)
+def test_nfe_is_sum_of_per_sample_stages(model, x, t, base, sampler, steps):
+    model.reset_nfe()
+    with torch.no_grad():
+        run(model, base, x, t, sampler=sampler, steps=steps)
+    expected = EXPECTED_NFE[(base, sampler)]
+    assert model.nfe == expected
+    predicted = base_nfe(
+        base,
+        t,
+        t_star=T_STAR,
+        num_timesteps=model.num_timesteps,
+        sampler=sampler,
+        steps=steps,
+        gns_stages=OPTIONS["gns_stages"],
+        gdmp_iterations=OPTIONS["gdmp_iterations"],
+    )
+    assert int(predicted.sum()) == expected
+
+
+def test_gns_levels_scale_round_and_clamp():
+    t = torch.tensor([10, 5, 0, 20, 999])
+    levels = gns_levels(t, t_star=10, stages=(5, 10, 20), num_timesteps=1000)
+    assert levels.shape == (3, 5) and levels.dtype == torch.long
+    assert levels[:, 0].tolist() == [5, 10, 20]  # t_i = t* reproduces the stages
+    assert levels[:, 1].tolist() == [3, 5, 10]  # 2.5 rounds half up
+    assert levels[:, 2].tolist() == [0, 0, 0]
+    assert levels[:, 3].tolist() == [10, 20, 40]
+    assert levels[:, 4].tolist() == [500, 999, 999]  # clamped to N - 1
+    assert gns_levels(torch.full((2,), 125), t_star=125, stages=GNS_STAGES, num_timesteps=1000)[:, 0].tolist() == list(
+        GNS_STAGES
+    )
+
+
+# ---------------------------------------------------------------- gradients
+@pytest.mark.parametrize("checkpoint", [False, True])
+@pytest.mark.parametrize("base", BASES)
+def test_gradients_finite_and_nonzero(model, x, t, base, checkpoint):
+    xr = x.clone().requires_grad_(True)
+    out = run(model, base, xr, t, checkpoint=checkpoint, sampler="ddim", steps=3)
+    out.square().sum().backward()
+    assert xr.grad is not None and bool(torch.isfinite(xr.grad).all())
+    assert float(xr.grad[[0, 1, 3]].abs().sum()) > 0
+    assert float(xr.grad[2].abs().sum()) == pytest.approx(2 * float(x[2].abs().sum()))  # t=0: identity
+
+
+@pytest.mark.parametrize("distance", ["mse", "ssim"])
+def test_gdmp_checkpoint_gives_the_same_gradient(model, x, t, distance):
+    grads = []
+    for checkpoint in (False, True):
+        xr = x.clone().requires_grad_(True)
+        out = gdmp(
+            model,
+            xr,
+            t,
+            iterations=2,
+            scale=200.0,
+            distance=distance,
+            sampler="ddim",
+            steps=3,
+            generator=torch.Generator().manual_seed(0),
+            checkpoint=checkpoint,
+        )
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append(xr.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("distance", ["mse", "ssim"])
+def test_gdmp_gradient_matches_finite_differences(distance):
+    """The guidance term is differentiated too (create_graph), not only the unguided steps (float64)."""
+    model = DiffusionModel(make_tiny_unet(seed=2)).double()
+    x = torch.rand((2, 1, 8, 8), generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 1.2 - 0.6
+    t = torch.tensor([4, 3])
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    direction = torch.randn(x.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+
+    def f(inp):
+        out = gdmp(
+            model,
+            inp,
+            t,
+            iterations=1,
+            scale=3000.0,
+            distance=distance,
+            sampler="ddim",
+            steps=2,
+            eta=0.0,
+            noise=noise,
+            generator=torch.Generator().manual_seed(9),
+            clip_denoised=False,
+        )
+        return (weights * out).sum()
+
+    xr = x.clone().requires_grad_(True)
+    f(xr).backward()
+    analytic = float((xr.grad * direction).sum())
+    h = 1e-5
+    with torch.no_grad():
+        numeric = (float(f(x + h * direction)) - float(f(x - h * direction))) / (2 * h)
+    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+
+
+# ---------------------------------------------------------------- GDMP guidance
+@pytest.mark.parametrize("distance,scale", [("mse", 5000.0), ("ssim", 500.0)])
+def test_gdmp_guidance_pulls_output_toward_input(model, distance, scale):
+    """Guided output is closer to the input than the unguided output with the same random draws, in the distance
+    the guidance uses (MSE, or 1 - SSIM), and also in MSE."""
+    x = torch.rand((8, 1, 8, 8), generator=torch.Generator().manual_seed(11)) * 2 - 1
+    t = torch.full((8,), 20)
+    # per-pixel pull κ = factor · 2 / 64 of MSE guidance stays below 1 at level 20, so the guided step is stable.
+    assert float(gdmp_guidance_strength(model, torch.tensor([20]), torch.tensor([19]), 5000.0)) * 2 / 64 < 1
+    outputs = {}
+    with torch.no_grad():
+        for s in (0.0, scale):
+            g = torch.Generator().manual_seed(0)
+            outputs[s] = gdmp(model, x, t, iterations=2, scale=s, distance=distance, generator=g)
+
+    def dist(out):
+        return (out - x).square().flatten(1).mean(1) if distance == "mse" else 1 - _ssim(out, x)
+
+    d_unguided, d_guided = dist(outputs[0.0]), dist(outputs[scale])
+    assert float(d_guided.mean()) < 0.8 * float(d_unguided.mean())
+    assert int((d_guided < d_unguided).sum()) >= 6
+    mse = [float((outputs[s] - x).square().mean()) for s in (0.0, scale)]
+    assert mse[1] < mse[0]
+
+
+def test_gdmp_scale_zero_is_iterated_unguided_purification(model, x, t):
+    """With scale 0 one GDMP iteration is exactly DiffPure with the same forward noise (same engine)."""
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a = gdmp(model, x, t, iterations=1, scale=0.0, sampler="ddim", steps=3, eta=0.0, noise=noise)
+        b = purify_base("diffpure", model, x, t, t_star=T_STAR, sampler="ddim", steps=3, eta=0.0, noise=noise)
+    torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(base="adp"), r"base must be one of \['diffpure', 'gns', 'gdmp'\], got 'adp'"),
+        (dict(gns_stages=()), r"gns_stages must be a non-empty sequence of ints in \[1, 999\], got \(\)"),
+        (dict(gns_stages=(30, 0)), r"gns_stages must be a non-empty sequence of ints in \[1, 999\], got \(30, 0\)"),
+        (dict(gns_stages=(30, 1000)), r"gns_stages must be .* got \(30, 1000\)"),
+        (dict(gns_stages=(30, 50.0)), r"gns_stages must be .* got \(30, 50.0\)"),
+        (dict(gns_stages=(30, True)), r"gns_stages must be .* got \(30, True\)"),
+        (dict(gns_stages="30,50"), r"gns_stages must be .* got '30,50'"),
+        (dict(gns_stages=30), r"gns_stages must be .* got 30"),
+        (dict(gdmp_iterations=0), r"gdmp_iterations must be an int >= 1, got 0"),
+        (dict(gdmp_iterations=2.0), r"gdmp_iterations must be an int >= 1, got 2.0"),
+        (dict(gdmp_iterations=True), r"gdmp_iterations must be an int >= 1, got True"),
+        (dict(gdmp_scale=-1.0), r"gdmp_scale must be a finite number >= 0 \(0: unguided\), got -1.0"),
+        (dict(gdmp_scale=float("inf")), r"gdmp_scale must be a finite number >= 0 \(0: unguided\), got inf"),
+        (dict(gdmp_scale="60000"), r"gdmp_scale must be a finite number >= 0 \(0: unguided\), got '60000'"),
+        (dict(gdmp_distance="l2"), r"gdmp_distance must be one of \['mse', 'ssim'\], got 'l2'"),
+    ],
+)
+def test_base_parameter_errors(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SSNIPreprocessor(model, device_type="cpu", t_star=10, **kwargs)
+    base = kwargs.pop("base", "diffpure")
+    with pytest.raises(ValueError, match=match):
+        check_base_params(base, num_timesteps=1000, **kwargs)
+
+
+def test_base_parameters_accept_numpy_and_lists(model):
+    pre = SSNIPreprocessor(
+        model,
+        device_type="cpu",
+        t_star=10,
+        base="gns",
+        gns_stages=[np.int64(3), 5],
+        gdmp_iterations=np.int32(2),
+        gdmp_scale=np.float32(10.0),
+    )
+    assert pre.base == "gns" and list(pre.gns_stages) == [3, 5]
+
+
+def test_gns_levels_rejects_bad_t_star():
+    with pytest.raises(ValueError, match=r"t_star must be an int >= 1, got 0"):
+        gns_levels(torch.tensor([1]), t_star=0, stages=(5,), num_timesteps=1000)
+
+
+# ---------------------------------------------------------------- through the ART preprocessor
+@pytest.mark.parametrize("base", ["gns", "gdmp"])
+def test_preprocessor_bases_range_nfe_and_seed(model, images, base):
+    kwargs = dict(
+        device_type="cpu",
+        reweight="constant",
+        t_star=4,
+        base=base,
+        gns_stages=(2, 4),
+        gdmp_iterations=2,
+        gdmp_scale=100.0,
+        seed=0,
+    )
+    pre = SSNIPreprocessor(model, **kwargs)
+    model.reset_nfe()
+    out, _ = pre(images)
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert model.nfe == images.shape[0] * (2 + 4 if base == "gns" else 2 * 4)
+    out2, _ = SSNIPreprocessor(model, **kwargs)(images)
+    np.testing.assert_array_equal(out, out2)
+
+
+@pytest.mark.parametrize("gradient", ["exact", "surrogate", "bpda"])
+@pytest.mark.parametrize("base", ["gns", "gdmp"])
+def test_art_loss_gradient_through_bases(model, images, base, gradient):
+    pre = SSNIPreprocessor(
+        model,
+        device_type="cpu",
+        reweight="constant",
+        t_star=3,
+        base=base,
+        gns_stages=(2, 3),
+        gdmp_iterations=2,
+        gdmp_scale=100.0,
+        gradient=gradient,
+        surrogate_steps=2,
+        seed=0,
+    )
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    clf = PyTorchClassifier(
+        net,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=3,
+        clip_values=(0.0, 1.0),
+        preprocessing_defences=[pre],
+        device_type="cpu",
+    )
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    grad = clf.loss_gradient(images, y)
+    assert grad.shape == images.shape and np.isfinite(grad).all() and np.abs(grad).sum() > 0
