@@ -38,8 +38,13 @@ def setup(model, images):
     pre.fit(images)
     cnn = RowCounter()
     clf = PyTorchClassifier(
-        cnn, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10, clip_values=(0.0, 1.0),
-        preprocessing_defences=[pre], device_type="cpu",
+        cnn,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        preprocessing_defences=[pre],
+        device_type="cpu",
     )
     x = images[:3].copy()
     y = np.argmax(clf.predict(x), axis=1)  # attack the defended prediction
@@ -61,8 +66,9 @@ def gradient_rows(cnn):
 def test_pgd_averages_over_eot_copies(setup):
     pre, cnn, clf, x, y = setup
     x_before = x.copy()
-    attack = ProjectedGradientDescent(clf, eps=EPS, eps_step=0.05, max_iter=2, num_random_init=0, batch_size=8,
-                                      verbose=False)
+    attack = ProjectedGradientDescent(
+        clf, eps=EPS, eps_step=0.05, max_iter=2, num_random_init=0, batch_size=8, verbose=False
+    )
     x_adv = attack.generate(x, y)
     check_adversarial(x_adv, x, x_before)
     assert gradient_rows(cnn) == {EOT * len(x)}  # every gradient call saw each sample EOT times
@@ -74,7 +80,14 @@ def test_apgd_keeps_the_defence_and_eot(setup, loss_type):
     pre, cnn, clf, x, y = setup
     x_before = x.copy()
     attack = AutoProjectedGradientDescent(
-        clf, norm=np.inf, eps=EPS, eps_step=0.05, max_iter=2, nb_random_init=1, batch_size=8, loss_type=loss_type,
+        clf,
+        norm=np.inf,
+        eps=EPS,
+        eps_step=0.05,
+        max_iter=2,
+        nb_random_init=1,
+        batch_size=8,
+        loss_type=loss_type,
         verbose=False,
     )
     # APGD with a named loss rebuilds a plain PyTorchClassifier: the very same preprocessor must survive.
@@ -90,8 +103,17 @@ def test_autoattack_with_apgd_ce_and_dlr(setup):
     pre, cnn, clf, x, y = setup
     x_before = x.copy()
     attacks = [
-        AutoProjectedGradientDescent(clf, norm=np.inf, eps=EPS, eps_step=0.05, max_iter=2, nb_random_init=1,
-                                     batch_size=8, loss_type=loss, verbose=False)
+        AutoProjectedGradientDescent(
+            clf,
+            norm=np.inf,
+            eps=EPS,
+            eps_step=0.05,
+            max_iter=2,
+            nb_random_init=1,
+            batch_size=8,
+            loss_type=loss,
+            verbose=False,
+        )
         for loss in ("cross_entropy", "difference_logits_ratio")
     ]
     x_adv = AutoAttack(clf, norm=np.inf, eps=EPS, eps_step=0.05, attacks=attacks, batch_size=8).generate(x, y)

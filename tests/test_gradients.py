@@ -51,7 +51,7 @@ def test_fixed_noise_purifier_is_deterministic(model64, settings, level):
 @pytest.mark.parametrize("settings,level", SETTINGS)
 def test_exact_gradient_matches_central_finite_differences(model64, settings, level):
     rng = torch.Generator().manual_seed(1)
-    x0 = (torch.rand((1, 1, 8, 8), generator=rng, dtype=torch.float64) * 1.6 - 0.8)
+    x0 = torch.rand((1, 1, 8, 8), generator=rng, dtype=torch.float64) * 1.6 - 0.8
     noise = torch.randn(x0.shape, generator=rng, dtype=torch.float64)
     w = torch.randn(x0.shape, generator=rng, dtype=torch.float64)
     t = torch.tensor([level])

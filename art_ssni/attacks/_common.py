@@ -38,7 +38,8 @@ def find_preprocessor(estimator: Any, *, required: bool = True) -> SSNIPreproces
         return found[0]
     if required:
         raise ValueError(
-            f"estimator: expected exactly one SSNIPreprocessor in estimator.preprocessing_operations, found {len(found)}."
+            "estimator: expected exactly one SSNIPreprocessor in estimator.preprocessing_operations, "
+            f"found {len(found)}."
         )
     return None
 
