@@ -74,7 +74,10 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     :param eta: DDIM η in ``[0, 1]`` (0 deterministic, 1 stochastic).
     :param reference: :class:`~art_ssni.ssni.ReferenceStats` of clean score norms; or call :meth:`fit`.
     :param clip_values: ``(min, max)`` pixel range of the inputs, e.g. ``(0.0, 1.0)``.
-    :param batch_size: samples per purification chunk (bounds the UNet batch and memory).
+    :param batch_size: memory safety valve: every UNet call of the defence (scoring: ``B · T'`` rows in all;
+        purification: ``B · eot_samples`` rows per reverse step) is made in chunks of at most ``batch_size`` rows,
+        whatever the input batch ``B``, so peak memory is bounded by ``batch_size`` (and, with gradients, by the
+        number of reverse steps kept for backward unless ``checkpoint=True``).
     :param seed: seed of the preprocessor's own random generator (reproducible runs); ``None``: torch's global RNG.
     :param gradient: how ``loss_gradient`` flows through the purifier: ``"exact"`` (back-propagation through every
         reverse step), ``"surrogate"`` (forward value of the real purifier, gradient of a ``surrogate_steps``-step
@@ -282,7 +285,12 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         if isinstance(x, np.ndarray):
             if x.dtype == object:
                 raise TypeError(f"{name} must be a numeric array, got dtype object.")
-            x = torch.from_numpy(np.ascontiguousarray(x))
+            if not x.dtype.isnative:  # big-endian data: torch.from_numpy refuses it
+                x = x.astype(x.dtype.newbyteorder("="))
+            try:
+                x = torch.from_numpy(np.ascontiguousarray(x))
+            except TypeError as err:  # dtypes torch has no counterpart for (float128, strings, ...)
+                raise TypeError(f"{name} must be a floating-point array (float16/32/64), got dtype {x.dtype}.") from err
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}.")
         return x
@@ -292,6 +300,8 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         x = self._as_tensor(x, name)
         if x.dtype == torch.bool or not (x.is_floating_point()):
             raise TypeError(f"{name} must be a floating-point array (float16/32/64), got {x.dtype}.")
+        if x.device.type == "meta":
+            raise ValueError(f"{name} must hold data, got a tensor on the meta device.")
         layout = "(B, C, H, W)" if self.channels_first else "(B, H, W, C)"
         if x.dim() != 4:
             raise ValueError(f"{name} must have shape {layout}, got {tuple(x.shape)}.")
@@ -330,7 +340,13 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             (self.score_steps, *xm.shape[1:]), generator=self._generator, device=self.device, dtype=xm.dtype
         )
         chunks = [
-            score_norms(self.model, xm[i : i + self.batch_size], score_steps=self.score_steps, noise=noise)
+            score_norms(
+                self.model,
+                xm[i : i + self.batch_size],
+                score_steps=self.score_steps,
+                noise=noise,
+                batch_size=int(self.batch_size),  # UNet calls of at most batch_size rows (of the B·T' in all)
+            )
             for i in range(0, xm.shape[0], self.batch_size)
         ]
         return torch.cat(chunks)

@@ -14,14 +14,31 @@ indices are ``t-1, ..., 0`` -- the convention of DiffPure's discrete variant (t*
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin
+from safetensors import safe_open
 
 __all__ = ["DiffusionModel", "default_scheduler"]
+
+_UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _read_json_object(file: Path) -> dict[str, Any]:
+    """A JSON object read from ``file``; ``ValueError`` naming the file when it is not one."""
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"path: {str(file)!r} is not valid JSON ({err}).") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"path: {str(file)!r} must hold a JSON object, got {type(data).__name__}.")
+    return data
 
 
 def default_scheduler() -> DDPMScheduler:
@@ -51,7 +68,9 @@ class DiffusionModel(torch.nn.Module):
             raise TypeError(f"unet must be a diffusers UNet2DModel, got {type(unet).__name__}.")
         scheduler = default_scheduler() if scheduler is None else scheduler
         if not hasattr(scheduler, "alphas_cumprod"):
-            raise TypeError(f"scheduler must be a diffusers scheduler with alphas_cumprod, got {type(scheduler).__name__}.")
+            raise TypeError(
+                f"scheduler must be a diffusers scheduler with alphas_cumprod, got {type(scheduler).__name__}."
+            )
         prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
         if prediction_type != "epsilon":
             raise ValueError(f"scheduler.prediction_type must be 'epsilon', got {prediction_type!r}.")
@@ -84,15 +103,46 @@ class DiffusionModel(torch.nn.Module):
             raise FileNotFoundError(f"path: diffusion model folder {str(root)!r} does not exist.")
         unet_dir = root / "unet" if (root / "unet").is_dir() else root
         sched_dir = root / "scheduler" if (root / "scheduler").is_dir() else root
-        if not (unet_dir / "config.json").is_file():
+        config_file, weights_file = unet_dir / "config.json", unet_dir / _UNET_WEIGHTS
+        if not config_file.is_file():
             raise FileNotFoundError(f"path: no UNet config.json in {str(unet_dir)!r}.")
-        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
-        scheduler: ConfigMixin
-        if (sched_dir / "scheduler_config.json").is_file():
-            config = DDPMScheduler.load_config(sched_dir, local_files_only=True)
-            scheduler = (DDIMScheduler if config.get("_class_name") == "DDIMScheduler" else DDPMScheduler).from_config(
-                config
+        _read_json_object(config_file)
+        if not weights_file.is_file():
+            pickled = sorted(p.name for p in unet_dir.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+            if pickled:
+                raise ValueError(
+                    f"path: {str(unet_dir)!r} holds only pickle weights {pickled}, which are never loaded (unpickling "
+                    f"can run code); convert them to {_UNET_WEIGHTS} (safetensors) from a trusted environment."
+                )
+            raise FileNotFoundError(f"path: UNet weights {str(weights_file)!r} do not exist.")
+        try:  # the header check also catches truncated files (the header must cover the whole file)
+            with safe_open(str(weights_file), framework="pt") as handle:
+                weight_names = set(handle.keys())
+        except Exception as err:  # safetensors raises its own SafetensorError, not a ValueError
+            raise ValueError(f"path: {str(weights_file)!r} is not a valid safetensors file ({err}).") from err
+        try:
+            unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as err:
+            raise ValueError(
+                f"path: cannot build the UNet from {str(config_file)!r} and {str(weights_file)!r} (corrupt, or the "
+                f"config does not match the weights): {err}"
+            ) from err
+        missing, unexpected = set(unet.state_dict()) - weight_names, weight_names - set(unet.state_dict())
+        if missing or unexpected:
+            raise ValueError(
+                f"path: {str(config_file)!r} does not match the weights {str(weights_file)!r}: "
+                f"{len(missing)} parameter(s) missing (e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected "
+                f"(e.g. {sorted(unexpected)[:3]})."
             )
+        scheduler: ConfigMixin
+        sched_file = sched_dir / "scheduler_config.json"
+        if sched_file.is_file():
+            config = _read_json_object(sched_file)
+            kind = DDIMScheduler if config.get("_class_name") == "DDIMScheduler" else DDPMScheduler
+            try:
+                scheduler = kind.from_config(kind.load_config(sched_dir, local_files_only=True))
+            except (OSError, RuntimeError, ValueError, TypeError, KeyError) as err:
+                raise ValueError(f"path: invalid scheduler config {str(sched_file)!r}: {err}") from err
         else:
             scheduler = default_scheduler()
         return cls(unet, scheduler)
@@ -121,6 +171,32 @@ class DiffusionModel(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return self.alphas_cumprod.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the UNet's parameters: model-space inputs must have it."""
+        return next(self.unet.parameters()).dtype
+
+    def check_input(self, x: Any, name: str = "x") -> None:
+        """Validate a model-space batch for this model, before any UNet call.
+
+        ``x`` must be a finite ``(B, C, H, W)`` tensor with ``C = in_channels``, ``H = W = sample_size``, the model's
+        :attr:`dtype` and :attr:`device` (a ``meta`` tensor is refused: it holds no data). Raises ``TypeError`` (type,
+        dtype) or ``ValueError`` (shape, device, NaN/inf) whose message starts with ``name``.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
+        if x.dim() != 4:
+            raise ValueError(f"{name} must be a (B, C, H, W) tensor, got shape {tuple(x.shape)}.")
+        if x.dtype != self.dtype:
+            raise TypeError(f"{name} must have the model's dtype {self.dtype}, got {x.dtype}.")
+        if x.device != self.device:
+            raise ValueError(f"{name} must be on the model's device {self.device}, got {x.device}.")
+        c, s = self.in_channels, self.sample_size
+        if x.shape[1] != c or tuple(x.shape[2:]) != (s, s):
+            raise ValueError(f"{name} must have shape (B, {c}, {s}, {s}) for this UNet, got {tuple(x.shape)}.")
+        if not bool(torch.isfinite(x.detach()).all()):
+            raise ValueError(f"{name} must be finite, got NaN or inf.")
 
     def reset_nfe(self) -> None:
         """Reset the count of UNet sample-evaluations."""

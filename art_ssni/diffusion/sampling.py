@@ -120,7 +120,8 @@ def purify(
     """Noise every sample to its own level ``t_i``, then denoise it back to level 0, in one batched loop.
 
     :param model: the :class:`DiffusionModel`.
-    :param x: ``(B, C, H, W)`` clean (or attacked) images in **model space** ``[-1, 1]``, on ``model.device``.
+    :param x: ``(B, C, H, W)`` clean (or attacked) images in **model space** ``[-1, 1]``, on ``model.device``, of
+        ``model.dtype``, finite (checked by :meth:`DiffusionModel.check_input`: ``TypeError`` / ``ValueError``).
     :param t: ``(B,)`` integer starting levels in ``[0, N]``; a sample with ``t_i = 0`` is returned unchanged.
     :param sampler: ``"ddpm"`` (ancestral, ``t_i`` steps; ``eta`` is ignored) or ``"ddim"`` (``min(steps, t_i)``
         strided steps with the given ``eta``).
@@ -135,19 +136,24 @@ def purify(
         Differentiable with respect to ``x`` (levels are not differentiated). Costs ``Σ_i steps_i`` UNet rows.
     """
     _check_sampler(sampler, steps, eta)
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x must be a (B, C, H, W) tensor, got {getattr(x, 'shape', type(x))}.")
+    model.check_input(x, "x")
     if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
         raise ValueError(f"t must be a ({x.shape[0]},) integer tensor, got {getattr(t, 'shape', type(t))}.")
-    if t.is_floating_point() or t.dtype == torch.bool:
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"t must be an integer tensor, got {t.dtype}.")
+    if t.device.type == "meta":
+        raise ValueError("t must hold data, got a tensor on the meta device.")
     t = t.to(device=x.device, dtype=torch.long)
     if t.numel() and (int(t.min()) < 0 or int(t.max()) > model.num_timesteps):
         raise ValueError(f"t must lie in [0, {model.num_timesteps}], got [{int(t.min())}, {int(t.max())}].")
     if noise is None:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    elif noise.shape != x.shape:
-        raise ValueError(f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}.")
+    elif not isinstance(noise, torch.Tensor) or noise.shape != x.shape:
+        raise ValueError(f"noise must have the shape of x {tuple(x.shape)}, got {getattr(noise, 'shape', noise)}.")
+    elif noise.device != x.device or not noise.is_floating_point():
+        raise ValueError(
+            f"noise must be a floating tensor on x's device {x.device}, got {noise.dtype} on {noise.device}."
+        )
     step_eta = 1.0 if sampler == "ddpm" else float(eta)
 
     # (6) forward diffusion to each sample's own level: t_i = 0 leaves x_i as it is.
@@ -162,9 +168,7 @@ def purify(
             z = torch.randn((rows.numel(), *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
         x_rows = xt.index_select(0, rows)
         if checkpoint and torch.is_grad_enabled():
-            new = _checkpoint(
-                reverse_step, model, x_rows, a, b, step_eta, z, clip_denoised, use_reentrant=False
-            )
+            new = _checkpoint(reverse_step, model, x_rows, a, b, step_eta, z, clip_denoised, use_reentrant=False)
         else:
             new = reverse_step(model, x_rows, a, b, step_eta, z, clip_denoised)
         xt = xt.index_copy(0, rows, new)  # out of place: keeps the graph intact

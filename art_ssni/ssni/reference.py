@@ -16,6 +16,16 @@ __all__ = ["QUANTILES", "ReferenceStats"]
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
+def _is_finite_number(value: Any) -> bool:
+    """A real number (not a bool) that is finite as a float (a huge JSON int overflows: not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 @dataclass(frozen=True)
 class ReferenceStats:
     """Summary of the score norms of ``count`` clean images.
@@ -40,7 +50,7 @@ class ReferenceStats:
     def __post_init__(self) -> None:
         for name in ("mean", "std", "min", "max"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not _is_finite_number(value):
                 raise ValueError(f"ReferenceStats.{name} must be a finite number, got {value!r}.")
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
             raise ValueError(f"ReferenceStats.count must be an int >= 1, got {self.count!r}.")
@@ -57,7 +67,7 @@ class ReferenceStats:
         if not isinstance(self.quantiles, dict):
             raise ValueError(f"ReferenceStats.quantiles must be a dict, got {type(self.quantiles).__name__}.")
         for key, value in self.quantiles.items():
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not _is_finite_number(value):
                 raise ValueError(f"ReferenceStats.quantiles[{key!r}] must be a finite number, got {value!r}.")
 
     @classmethod
@@ -114,5 +124,5 @@ class ReferenceStats:
         try:
             data = json.loads(source.read_text())
             return cls.from_dict(data)
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
-            raise ValueError(f"reference stats file {str(source)!r} is invalid: {err}") from err
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, TypeError, ValueError) as err:
+            raise ValueError(f"reference stats file {str(source)!r} is invalid: {err}"[:2000]) from err

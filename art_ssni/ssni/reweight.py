@@ -12,7 +12,10 @@ the formula is); :func:`select_timesteps` rounds half-up and clamps them to ``[0
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -21,14 +24,32 @@ from art_ssni.ssni.reference import ReferenceStats
 __all__ = ["REWEIGHTS", "constant", "linear", "resolve_tau", "select_timesteps", "sigmoid"]
 
 
+def _check_inputs(norms: Any, reference: Any, t_star: Any, bias: Any, *, need_reference: bool) -> None:
+    """``TypeError`` / ``ValueError`` naming the parameter for inputs no reweighting can map correctly."""
+    if not isinstance(norms, torch.Tensor):
+        raise TypeError(f"norms must be a torch.Tensor of score norms, got {type(norms).__name__}.")
+    if not norms.is_floating_point():
+        raise TypeError(f"norms must be a floating-point tensor, got {norms.dtype}.")
+    if norms.device.type == "meta":
+        raise ValueError("norms must hold data, got a tensor on the meta device.")
+    if not bool(torch.isfinite(norms.detach()).all()):
+        raise ValueError("norms must be finite, got NaN or inf.")
+    if need_reference and not isinstance(reference, ReferenceStats):
+        raise TypeError(f"reference must be a ReferenceStats, got {type(reference).__name__}.")
+    if isinstance(t_star, bool) or not isinstance(t_star, numbers.Integral) or t_star < 1:
+        raise ValueError(f"t_star must be an int >= 1, got {t_star!r}.")
+    if isinstance(bias, bool) or not isinstance(bias, numbers.Real) or not math.isfinite(bias) or bias < 0:
+        raise ValueError(f"bias must be a finite number >= 0, got {bias!r}.")
+
+
 def resolve_tau(reference: ReferenceStats, tau: float | None) -> float:
     """τ for SSNI-N: the given value, or by default the std of the reference score norms."""
     if tau is None:
         if reference.std <= 0:
             raise ValueError("tau: the reference std is 0, so it cannot be the default temperature; pass tau > 0.")
         return float(reference.std)
-    if not tau > 0:
-        raise ValueError(f"tau must be > 0, got {tau!r}.")
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or not tau > 0:
+        raise ValueError(f"tau must be > 0 (a finite number), got {tau!r}.")
     return float(tau)
 
 
@@ -36,6 +57,7 @@ def sigmoid(
     norms: torch.Tensor, reference: ReferenceStats, *, t_star: int, bias: float = 5.0, tau: float | None = None
 ) -> torch.Tensor:
     """SSNI-N, eq. (1) above. ``tau=None`` uses ``reference.std``."""
+    _check_inputs(norms, reference, t_star, bias, need_reference=True)
     tau = resolve_tau(reference, tau)
     return torch.sigmoid((norms - reference.mean) / tau) * (t_star - 1 + bias)
 
@@ -50,6 +72,9 @@ def linear(
     batch_dependent: bool = False,
 ) -> torch.Tensor:
     """SSNI-L, eq. (2) above; ``tau`` is ignored. ``batch_dependent=True`` reproduces the authors' bounds."""
+    _check_inputs(norms, reference, t_star, bias, need_reference=True)
+    if not isinstance(batch_dependent, bool):
+        raise ValueError(f"batch_dependent must be a bool, got {batch_dependent!r}.")
     lo, hi = reference.min, reference.max
     if batch_dependent and norms.numel():
         lo = min(lo, float(norms.detach().min()))
@@ -61,9 +86,15 @@ def linear(
 
 
 def constant(
-    norms: torch.Tensor, reference: ReferenceStats | None = None, *, t_star: int, bias: float = 5.0, tau: float | None = None
+    norms: torch.Tensor,
+    reference: ReferenceStats | None = None,
+    *,
+    t_star: int,
+    bias: float = 5.0,
+    tau: float | None = None,
 ) -> torch.Tensor:
     """DiffPure, eq. (3) above: every sample at ``t_star`` (``reference``, ``bias`` and ``tau`` are ignored)."""
+    _check_inputs(norms, reference, t_star, bias, need_reference=False)
     return torch.full_like(norms, float(t_star))
 
 
@@ -90,10 +121,12 @@ def select_timesteps(
         that of the continuous level (for attacks on the t-selection); otherwise a long tensor.
     :return: ``(B,)`` levels.
     """
-    if reweight not in REWEIGHTS:
+    if not isinstance(reweight, str) or reweight not in REWEIGHTS:
         raise ValueError(f"reweight must be one of {sorted(REWEIGHTS)}, got {reweight!r}.")
     if reweight != "constant" and reference is None:
         raise ValueError(f"reference: reweight={reweight!r} needs reference statistics (fit the preprocessor first).")
+    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, numbers.Integral) or num_timesteps < 1:
+        raise ValueError(f"num_timesteps must be an int >= 1, got {num_timesteps!r}.")
     continuous = REWEIGHTS[reweight](norms, reference, t_star=t_star, bias=bias, tau=tau, **options)
     rounded = torch.floor(continuous.detach() + 0.5).clamp(0, num_timesteps - 1)
     if straight_through:

@@ -31,7 +31,8 @@ def score_norms(
     """Per-sample norm of the averaged score, all ``T'`` timesteps in batched UNet calls.
 
     :param model: the :class:`DiffusionModel` (the same one that purifies).
-    :param x: ``(B, C, H, W)`` images in **model space** ``[-1, 1]``, on ``model.device``.
+    :param x: ``(B, C, H, W)`` images in **model space** ``[-1, 1]``, on ``model.device``, of ``model.dtype``, finite
+        (checked by :meth:`DiffusionModel.check_input`).
     :param score_steps: ``T'``, the number of smallest timesteps averaged (paper: 20 on CIFAR-10, 50 on ImageNet).
     :param generator: ``torch.Generator`` on ``x``'s device for the noise ``z_k``.
     :param noise: optional ``(T', C, H, W)`` noise shared by all samples (drawn from ``generator`` when ``None``).
@@ -43,15 +44,18 @@ def score_norms(
         raise ValueError(f"score_steps must be an int >= 1, got {score_steps!r}.")
     if score_steps > model.num_timesteps:
         raise ValueError(f"score_steps must be <= {model.num_timesteps} (the schedule length), got {score_steps}.")
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x must be a (B, C, H, W) tensor, got {getattr(x, 'shape', type(x))}.")
+    model.check_input(x, "x")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}.")
     b, k = x.shape[0], score_steps
     if noise is None:
         noise = torch.randn((k, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
-    elif noise.shape != (k, *x.shape[1:]):
-        raise ValueError(f"noise must have shape {(k, *x.shape[1:])}, got {tuple(noise.shape)}.")
+    elif not isinstance(noise, torch.Tensor) or noise.shape != (k, *x.shape[1:]):
+        raise ValueError(f"noise must have shape {(k, *x.shape[1:])}, got {getattr(noise, 'shape', noise)}.")
+    elif noise.device != x.device or not noise.is_floating_point():
+        raise ValueError(
+            f"noise must be a floating tensor on x's device {x.device}, got {noise.dtype} on {noise.device}."
+        )
     timesteps = torch.arange(k, device=x.device)
     abar = model.alphas_cumprod[:k].to(x.dtype).view(1, k, 1, 1, 1)
     # (1) all B·T' noised copies at once: row (i, k) is sample i at timestep k.
