@@ -4,7 +4,12 @@ A name maps to a factory ``factory(model, *, reference=None, **overrides) -> SSN
 
 * ``diffpure`` -- constant noise level ``t*`` (Nie et al. 2022), the base method;
 * ``ssni-n`` -- SSNI with sigmoid reweighting;
-* ``ssni-l`` -- SSNI with linear reweighting.
+* ``ssni-l`` -- SSNI with linear reweighting;
+* ``gns``, ``gns+ssni-n``, ``gns+ssni-l`` -- GNS (Lee & Kim 2023) stages with constant / SSNI-N / SSNI-L noise;
+* ``gdmp``, ``gdmp+ssni-n``, ``gdmp+ssni-l`` -- GDMP (Wang et al. 2022), official CIFAR-10 setting (``t* = 36``,
+  4 guided rounds), with constant / SSNI-N / SSNI-L noise.
+
+Settings passed to :func:`make` override a preset's (e.g. ``t_star``, ``gdmp_scale`` for small images).
 
 Third-party packages add names through the entry-point group ``art_ssni.defences`` (each entry point loads a
 factory with the signature above), e.g. in their ``pyproject.toml``::
@@ -48,10 +53,21 @@ def _preset(**preset: Any) -> DefenceFactory:
     return factory
 
 
+_REWEIGHT_SUFFIX = {"": "constant", "+ssni-n": "sigmoid", "+ssni-l": "linear"}
+#: base presets: GNS with Lee & Kim's CIFAR-10 stages; GDMP with the official CIFAR-10 setting (t* = 36, 4 rounds).
+_BASE_PRESETS: dict[str, dict[str, Any]] = {
+    "gns": {"base": "gns"},
+    "gdmp": {"base": "gdmp", "t_star": 36, "gdmp_iterations": 4},
+}
 _BUILTIN: dict[str, DefenceFactory] = {
     "diffpure": _preset(reweight="constant"),
     "ssni-n": _preset(reweight="sigmoid"),
     "ssni-l": _preset(reweight="linear"),
+    **{
+        base + suffix: _preset(reweight=reweight, **settings)
+        for base, settings in _BASE_PRESETS.items()
+        for suffix, reweight in _REWEIGHT_SUFFIX.items()
+    },
 }
 _REGISTERED: dict[str, DefenceFactory] = {}
 

@@ -19,6 +19,16 @@ def test_builtin_names_build_the_right_preprocessor(model, reference):
     assert defences.make("ssni-l", model, reference=reference, device_type="cpu").reweight == "linear"
 
 
+def test_base_presets(model, reference):
+    expected = {"gns", "gns+ssni-n", "gns+ssni-l", "gdmp", "gdmp+ssni-n", "gdmp+ssni-l"}
+    assert expected <= set(defences.available())
+    gns = defences.make("gns+ssni-l", model, reference=reference, device_type="cpu")
+    assert gns.base == "gns" and gns.reweight == "linear"
+    gdmp = defences.make("gdmp", model, reference=reference, device_type="cpu")
+    assert gdmp.base == "gdmp" and gdmp.reweight == "constant" and gdmp.t_star == 36 and gdmp.reference is None
+    assert defences.make("gdmp+ssni-n", model, reference=reference, device_type="cpu", t_star=20).t_star == 20
+
+
 def test_diffpure_ignores_reference(model, reference):
     assert defences.make("diffpure", model, reference=reference, device_type="cpu").reference is None
 
