@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch  # noqa: F401 -- diffusers 0.29-0.32 call safetensors.torch.* without importing it
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin
