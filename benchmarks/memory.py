@@ -49,15 +49,12 @@ STEPS = (5, 10, 20)
 # ---------------------------------------------------------------------------------------------- models
 def _models(device: str) -> dict[str, Any]:
     """Diffusion model, classifier, images, labels, t*, reference (``None`` when random) and a description."""
-    import numpy as np
     import torch
     from diffusers import UNet2DModel
 
-    from art_ssni import DiffusionModel
+    from art_ssni import DiffusionModel, zoo
 
     try:
-        from art_ssni import zoo
-
         z = zoo.load("digits", device=device)
         return dict(
             diffusion=z.diffusion,
@@ -69,7 +66,7 @@ def _models(device: str) -> dict[str, Any]:
             score_steps=z.score_steps,
             source="digits zoo (trained weights)",
         )
-    except (ImportError, FileNotFoundError, OSError, KeyError, ValueError):
+    except (FileNotFoundError, OSError, KeyError, ValueError):  # weights not installed
         pass
     torch.manual_seed(0)
     unet = UNet2DModel(
@@ -82,25 +79,17 @@ def _models(device: str) -> dict[str, Any]:
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
     )
-    classifier = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(32 * 64, 10),
-    ).eval()
-    rng = np.random.default_rng(0)
-    x = rng.random((256, 1, 8, 8), dtype=np.float32)
+    classifier = zoo.DigitsCNN().eval()
+    _, _, x, y = zoo.load_digits_split()
     return dict(
         diffusion=DiffusionModel(unet).to(device),
         classifier=classifier.to(device),
         x=x,
-        y=rng.integers(0, 10, 256),
+        y=y,
         t_star=100,
         reference=None,
         score_steps=20,
-        source="random-weight models of the digits zoo architectures (zoo weights not installed)",
+        source="random-weight models of the digits zoo architectures (zoo weights not installed), digits test images",
     )
 
 
