@@ -125,6 +125,7 @@ def test_quick_run_writes_report_and_nfe_identities_hold(tmp_path, capsys):
         assert section["max_abs_diff_masked_padded"] <= TOL
     assert res["engines"]["ddim"]["max_abs_diff_masked_loop"] <= TOL
     assert res["engines"]["ddpm"]["nfe"]["masked_unet_only"] == res["engines"]["ddpm"]["sum_steps"]
+    assert res["engines"]["ddpm"]["nfe"]["masked_stub_unet"] == res["engines"]["ddpm"]["sum_steps"]
 
     (over,) = res["overhead"]
     b, k = over["batch"], over["score_steps"]
