@@ -515,8 +515,10 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             params = dict(config["params"])
             diffusion = config.get("diffusion")
             reference = config.get("reference")
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{str(config_file)!r} is not a valid SSNIPreprocessor config: {err}") from err
+            if diffusion is not None and not isinstance(diffusion.get("subfolder"), str):
+                raise TypeError(f"'diffusion' must be null or {{'subfolder': str}}, got {diffusion!r}")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, AttributeError, KeyError, TypeError) as err:
+            raise ValueError(f"{str(config_file)!r} is not a valid SSNIPreprocessor config: {err}"[:2000]) from err
         if config.get("class") != cls.__name__:
             raise ValueError(f"{str(config_file)!r} describes a {config.get('class')!r}, not a {cls.__name__}.")
         unknown = sorted(set(params) - set(cls.params))
@@ -545,7 +547,10 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             "apply_predict": bool(config.get("apply_predict", True)),
             **overrides,
         }
-        return cls(model, **kwargs)
+        try:
+            return cls(model, **kwargs)
+        except (TypeError, ValueError) as err:  # a bad saved value: say which file holds it
+            raise type(err)(f"{str(config_file)!r}: {err}") from err
 
     # ------------------------------------------------------------------ ART's numpy gradient path
     def estimate_forward(self, x: torch.Tensor, y: Any = None) -> torch.Tensor:

@@ -123,7 +123,7 @@ class DiffusionModel(torch.nn.Module):
             raise ValueError(f"path: {str(weights_file)!r} is not a valid safetensors file ({err}).") from err
         try:
             unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
-        except (OSError, RuntimeError, ValueError, TypeError, KeyError) as err:
+        except (OSError, RuntimeError, ValueError, TypeError, KeyError, NotImplementedError) as err:
             raise ValueError(
                 f"path: cannot build the UNet from {str(config_file)!r} and {str(weights_file)!r} (corrupt, or the "
                 f"config does not match the weights): {err}"
@@ -142,11 +142,14 @@ class DiffusionModel(torch.nn.Module):
             kind = DDIMScheduler if config.get("_class_name") == "DDIMScheduler" else DDPMScheduler
             try:
                 scheduler = kind.from_config(kind.load_config(sched_dir, local_files_only=True))
-            except (OSError, RuntimeError, ValueError, TypeError, KeyError) as err:
+            except (OSError, RuntimeError, ValueError, TypeError, KeyError, NotImplementedError) as err:
                 raise ValueError(f"path: invalid scheduler config {str(sched_file)!r}: {err}") from err
         else:
             scheduler = default_scheduler()
-        return cls(unet, scheduler)
+        try:
+            return cls(unet, scheduler)
+        except (TypeError, ValueError) as err:  # e.g. a v-prediction scheduler or a learned-variance mismatch
+            raise ValueError(f"path: {str(root)!r} is not an ε-prediction UNet + scheduler: {err}") from err
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """Write ``unet/`` (config + safetensors weights) and ``scheduler/`` into ``path``."""
