@@ -1,0 +1,287 @@
+"""The shipped digits zoo: offline loading, the data split, the quality bars and the training code."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, zoo
+from art_ssni.zoo.classifier import DigitsCNN, load_classifier, save_classifier
+from art_ssni.zoo.report import QUALITY_BARS, quality_checks, render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits() -> zoo.ZooModels:
+    return zoo.load("digits")
+
+
+def _accuracy(classifier: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    with torch.no_grad():
+        return float((classifier(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+
+
+# ---------------------------------------------------------------------------------------------- registry
+def test_available_lists_digits():
+    assert zoo.available() == ["digits"]
+
+
+@pytest.mark.parametrize("call", [zoo.load, zoo.reference_stats, zoo.metrics, zoo.weights_dir])
+def test_unknown_name_lists_valid_names(call):
+    with pytest.raises(ValueError, match=r"name must be one of \['digits'\], got 'cifar10'"):
+        call("cifar10")
+
+
+def test_missing_folder_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        zoo.load("digits", path=tmp_path / "nowhere")
+
+
+def test_shipped_files_are_safetensors_and_json_only():
+    files = [p for p in zoo.weights_dir("digits").rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".json", ".safetensors"}
+    names = {p.relative_to(zoo.weights_dir("digits")).as_posix() for p in files}
+    assert {
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        "classifier.json",
+        "classifier.safetensors",
+        "reference.json",
+        "zoo.json",
+        "metrics.json",
+    } <= names
+    assert sum(p.stat().st_size for p in files) < 8 * 2**20  # a few MB at most
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def test_load_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("zoo.load tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    models = zoo.load("digits")
+    assert isinstance(models.diffusion, DiffusionModel)
+
+
+def test_load_shapes_dtypes_and_defaults(digits):
+    assert digits.name == "digits"
+    assert digits.clip_values == (0.0, 1.0)
+    assert digits.nb_classes == 10
+    assert digits.x_train.shape == (1347, 1, 8, 8) and digits.x_test.shape == (450, 1, 8, 8)
+    assert digits.x_train.dtype == np.float32 and digits.x_test.dtype == np.float32
+    assert digits.y_train.dtype == np.int64 and digits.y_test.dtype == np.int64
+    assert digits.y_train.shape == (1347,) and digits.y_test.shape == (450,)
+    for x in (digits.x_train, digits.x_test):
+        assert 0.0 <= x.min() and x.max() <= 1.0
+    assert set(np.unique(digits.y_test)) == set(range(10))
+    assert isinstance(digits.t_star, int) and 1 <= digits.t_star < digits.diffusion.num_timesteps
+    assert isinstance(digits.eps, float) and 0.0 < digits.eps <= 1.0
+    assert digits.diffusion.in_channels == 1 and digits.diffusion.sample_size == 8
+    assert not digits.classifier.training and not digits.diffusion.unet.training
+    with torch.no_grad():
+        logits = digits.classifier(torch.from_numpy(digits.x_test[:3]))
+        eps = digits.diffusion.eps(torch.zeros(3, 1, 8, 8), torch.tensor([0, 10, 999]))
+    assert logits.shape == (3, 10) and eps.shape == (3, 1, 8, 8)
+    assert torch.isfinite(eps).all()
+
+
+def test_reference_stats_match_json(digits):
+    ref = zoo.reference_stats("digits")
+    data = json.loads((zoo.weights_dir("digits") / "reference.json").read_text())
+    assert isinstance(ref, ReferenceStats)
+    assert ref.to_dict() == data
+    assert digits.reference == ref
+    assert ref.score_steps == digits.score_steps
+    assert ref.count == digits.x_train.shape[0]  # fitted on the whole training split
+
+
+# ---------------------------------------------------------------------------------------------- quality bars
+def test_shipped_classifier_reproduces_accuracy_bar(digits):
+    accuracy = _accuracy(digits.classifier, digits.x_test, digits.y_test)
+    assert accuracy >= 0.95
+    assert accuracy == pytest.approx(zoo.metrics("digits")["classifier_clean_accuracy"], abs=1e-9)
+
+
+def test_default_attack_drives_undefended_accuracy_near_zero(digits):
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    cfg = json.loads((zoo.weights_dir("digits") / "zoo.json").read_text())
+    x, y = digits.x_test[:100], digits.y_test[:100]
+    classifier = PyTorchClassifier(
+        digits.classifier,
+        torch.nn.CrossEntropyLoss(),
+        (1, 8, 8),
+        10,
+        clip_values=digits.clip_values,
+        device_type="cpu",
+    )
+    attack = ProjectedGradientDescent(
+        classifier,
+        norm=np.inf,
+        eps=digits.eps,
+        eps_step=cfg["eps_step"],
+        max_iter=cfg["pgd_iter"],
+        num_random_init=0,
+        verbose=False,
+    )
+    x_adv = attack.generate(x.copy(), y=y)
+    assert np.abs(x_adv - x).max() <= digits.eps + 1e-6
+    assert _accuracy(digits.classifier, x_adv, y) <= 0.05
+
+
+def test_diffpure_keeps_clean_accuracy_at_default_t_star(digits):
+    x, y = digits.x_test[:64], digits.y_test[:64]
+    pre = SSNIPreprocessor(
+        digits.diffusion,
+        reweight="constant",
+        t_star=digits.t_star,
+        sampler="ddim",
+        steps=10,
+        seed=0,
+        device_type="cpu",
+    )
+    purified, _ = pre(x)
+    assert _accuracy(digits.classifier, purified, y) >= 0.9
+
+
+def test_shipped_metrics_meet_quality_bars():
+    metrics = zoo.metrics("digits")
+    checks = quality_checks(metrics)
+    assert len(checks) == len(QUALITY_BARS)
+    assert all(passed for *_, passed in checks), checks
+    assert metrics["n_test_images"] == 450
+
+
+def test_quality_checks_can_fail():
+    bad = {"classifier_clean_accuracy": 0.5, "diffpure_clean_accuracy": 0.95, "undefended_robust_accuracy": 0.5}
+    assert [passed for *_, passed in quality_checks(bad)] == [False, True, False]
+
+
+def test_docs_are_generated_from_metrics():
+    assert (ROOT / "docs" / "zoo.md").read_text() == render(zoo.weights_dir("digits"), "digits")
+
+
+# ---------------------------------------------------------------------------------------------- data split
+def test_split_is_deterministic_and_fresh():
+    first = zoo.load_digits_split()
+    second = zoo.load_digits_split()
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    first[0][:] = 0.0  # the caller owns the arrays: the next call is unaffected
+    assert zoo.load_digits_split()[0].max() == 1.0
+    other = zoo.load_digits_split(seed=1)
+    assert not np.array_equal(other[1], second[1])
+    # stratified: the class proportions of both splits are within one image of each other's
+    counts_train, counts_test = np.bincount(second[1]), np.bincount(second[3])
+    assert np.all(np.abs(counts_test - counts_train * 450 / 1347) <= 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"seed": -1}, "seed must be an int >= 0"),
+        ({"seed": 1.5}, "seed must be an int >= 0"),
+        ({"test_size": 0.0}, r"test_size must be a float in \(0, 1\)"),
+        ({"test_size": 1.0}, r"test_size must be a float in \(0, 1\)"),
+    ],
+)
+def test_split_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        zoo.load_digits_split(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- classifier
+def test_classifier_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = DigitsCNN(channels=(4, 8), hidden=16).eval()
+    save_classifier(model, tmp_path)
+    loaded = load_classifier(tmp_path)
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert not loaded.training
+    assert json.loads((tmp_path / "classifier.json").read_text())["channels"] == [4, 8]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"image_size": 7}, "image_size must be even"),
+        ({"nb_classes": 1}, "nb_classes must be an int >= 2"),
+        ({"channels": (4,)}, "channels must be two ints >= 1"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"hidden": 0}, "hidden must be an int >= 1"),
+    ],
+)
+def test_classifier_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DigitsCNN(**kwargs)
+
+
+def test_load_classifier_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="classifier.json"):
+        load_classifier(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- training
+TINY = dict(
+    unet_steps=2,
+    unet_batch_size=16,
+    classifier_epochs=1,
+    t_star=5,
+    pgd_iter=1,
+    score_steps=3,
+    t_star_grid=(3,),
+    eps_grid=(0.1,),
+    eval_size=4,
+    reference_size=8,
+    progress=False,
+)
+
+
+def test_train_zoo_writes_loadable_reproducible_files(tmp_path):
+    metrics = zoo.train_zoo(tmp_path / "a", seed=3, **TINY)
+    zoo.train_zoo(tmp_path / "b", seed=3, **TINY)
+    models = zoo.load("digits", path=tmp_path / "a")
+    assert isinstance(models.diffusion, DiffusionModel) and not models.classifier.training
+    assert models.t_star == 5 and models.score_steps == 3
+    assert models.reference == zoo.reference_stats("digits", path=tmp_path / "a")
+    assert models.reference.count == 8 and models.reference.score_steps == 3
+    assert zoo.metrics("digits", path=tmp_path / "a") == json.loads(json.dumps(metrics))
+    assert metrics["n_test_images"] == 4 and metrics["unet_steps"] == 2 and metrics["seed"] == 3
+    assert set(metrics["undefended_pgd_accuracy"]) == {"0.1", f"{models.eps:g}"}
+    assert set(metrics["diffpure_clean_accuracy_by_t_star"]) == {"3", "5"}
+    for key in ("classifier_clean_accuracy", "diffpure_clean_accuracy", "ssni_n_clean_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0
+    # same seed, same machine: identical weights and reference statistics
+    for name in ("classifier.safetensors", "unet/diffusion_pytorch_model.safetensors", "reference.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    # the docs generator renders any trained folder
+    assert "| classifier clean test accuracy |" in render(tmp_path / "a")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"unet_steps": 0}, "unet_steps must be an int >= 1"),
+        ({"seed": -1}, "seed must be an int >= 0"),
+        ({"eps": 0.0}, r"eps must be a number in \(0.0, 1.0\]"),
+        ({"t_star": 1000}, r"t_star must be an int in \[1, 999\]"),
+        ({"ema_decay": 1.5}, r"ema_decay must be a number in \[0.0, 1.0\]"),
+        ({"t_star_grid": (0,)}, "t_star_grid must hold ints"),
+        ({"eval_size": 0}, "eval_size must be an int >= 1"),
+    ],
+)
+def test_train_zoo_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        zoo.train_zoo(tmp_path, **{**TINY, **kwargs})
+    assert not any(tmp_path.iterdir())  # nothing written
