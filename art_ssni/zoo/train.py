@@ -87,7 +87,7 @@ def _train_unet(
     unet = make_digits_unet().train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     scheduler = default_scheduler()
-    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float32)
+    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float32)  # type: ignore[attr-defined]
     n_timesteps = abar.shape[0]
     data = DiffusionModel.to_model_space(torch.from_numpy(x_train))
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
@@ -126,7 +126,7 @@ def _train_unet(
         losses.append(float(loss.detach()))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    return DiffusionModel(ema, scheduler), losses
+    return DiffusionModel(ema, scheduler), losses  # type: ignore[arg-type]
 
 
 def _train_classifier(
@@ -230,6 +230,7 @@ def evaluate_zoo(
         undefended[f"{e:g}"] = _accuracy(classifier, x_adv, y_test)
         if e == eps:
             x_adv_default = x_adv.astype(np.float32)
+    assert x_adv_default is not None  # eps is always in the grid
     out["undefended_pgd_accuracy"] = undefended
     out["undefended_robust_accuracy"] = undefended[f"{eps:g}"]
 
@@ -381,6 +382,7 @@ def train_zoo(
         diffusion, reweight="sigmoid", score_steps=score_steps, seed=seed, device_type="cpu", batch_size=128
     )
     reference = fitter.fit(x_train if reference_size is None else x_train[: int(reference_size)]).reference
+    assert reference is not None  # fit() sets it
     reference.to_json(root / ZOO_REFERENCE)
     reference_time = time.perf_counter() - tic
 
