@@ -419,8 +419,8 @@ def test_leaderboard_killed_with_sigkill_resumes_to_the_same_json(tmp_path):
         return subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, timeout=600)
 
     full, cut = tmp_path / "full", tmp_path / "cut"
-    done = run(full)
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    first = run(full)
+    assert first.returncode == 0, first.stderr.decode()[-3000:]
 
     child = subprocess.Popen([sys.executable, str(script), str(cut)], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600

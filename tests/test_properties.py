@@ -535,7 +535,11 @@ def test_select_timesteps_any_input(norms, ref, reweight, t_star, bias, tau, num
     bias=st.floats(0.0, 100.0),
     tau=st.none() | st.floats(1e-3, 1e4),
 )
+@example(a=0.0, b=0.0, ref=ReferenceStats(0.0, 2.2250738585072014e-308, 0.0, 0.0, 1), t_star=1, bias=0.0, tau=None)
+@example(a=0.0, b=1e-311, ref=ReferenceStats(0.0, 1.0, 0.0, 1e-310, 1), t_star=10, bias=0.0, tau=None)
+@example(a=0.0, b=1.0, ref=ReferenceStats(0.0, 1.0, -1e308, 1e308, 1), t_star=10, bias=0.0, tau=None)
 def test_ssni_n_and_l_are_monotone_in_the_score_norm(a, b, ref, t_star, bias, tau):
+    """Levels are finite and non-decreasing in the norm (regression: a tiny std or span gave NaN levels)."""
     lo_norm, hi_norm = min(a, b), max(a, b)
     pair = torch.tensor([lo_norm, hi_norm], dtype=torch.float32)
     for name, fn in (("sigmoid", sigmoid), ("linear", linear)):

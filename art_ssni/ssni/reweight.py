@@ -42,6 +42,16 @@ def _check_inputs(norms: Any, reference: Any, t_star: Any, bias: Any, *, need_re
         raise ValueError(f"bias must be a finite number >= 0, got {bias!r}.")
 
 
+def _work(norms: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
+    """Norms in float64 for the arithmetic (float32 on Apple MPS), and the dtype of the result (>= float32).
+
+    In float32 a tiny but valid temperature or span (e.g. ``std=1e-300``) rounds to 0 and ``0 / 0`` gives NaN levels;
+    in float64, with the divisor kept >= the smallest normal number, every finite norm maps to a finite level.
+    """
+    work = torch.float32 if norms.device.type == "mps" else torch.float64
+    return norms.to(work), torch.promote_types(norms.dtype, torch.float32)
+
+
 def resolve_tau(reference: ReferenceStats, tau: float | None) -> float:
     """τ for SSNI-N: the given value, or by default the std of the reference score norms."""
     if tau is None:
@@ -59,7 +69,9 @@ def sigmoid(
     """SSNI-N, eq. (1) above. ``tau=None`` uses ``reference.std``."""
     _check_inputs(norms, reference, t_star, bias, need_reference=True)
     tau = resolve_tau(reference, tau)
-    return torch.sigmoid((norms - reference.mean) / tau) * (t_star - 1 + bias)
+    x, out = _work(norms)
+    z = (x - reference.mean) / max(tau, torch.finfo(x.dtype).tiny)
+    return (torch.sigmoid(z) * (t_star - 1 + bias)).to(out)
 
 
 def linear(
@@ -82,7 +94,10 @@ def linear(
     span = hi - lo
     if span <= 0:
         raise ValueError(f"reference: SSNI-L needs max > min, got min={lo}, max={hi}.")
-    return ((norms - lo) / span).clamp(0.0, 1.0) * (t_star - 1) + bias
+    x, out = _work(norms)
+    # halves: neither x - lo nor hi - lo can overflow, whatever finite bounds the reference holds
+    scaled = (x / 2 - lo / 2) / max(hi / 2 - lo / 2, torch.finfo(x.dtype).tiny)
+    return (scaled.clamp(0.0, 1.0) * (t_star - 1) + bias).to(out)
 
 
 def constant(
