@@ -1,7 +1,8 @@
 """The ``art-ssni`` command line (layer 8): parse, call the library, print, plot. No logic of its own.
 
 Sub-commands: ``evaluate`` (compare defences under adaptive attacks), ``calibrate`` (fit reference statistics),
-``train-zoo`` (retrain the shipped digits models). ``art-ssni <command> --help`` documents every option.
+``train-zoo`` (retrain the shipped digits models), ``leaderboard`` (a fixed protocol, resumable, torchrun-sharded).
+``art-ssni <command> --help`` documents every option.
 """
 
 from __future__ import annotations
@@ -129,6 +130,44 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-size", type=_positive_int, default=None, help="evaluate on this many test images")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train_zoo)
+
+    lb = sub.add_parser(
+        "leaderboard",
+        help="RobustBench-style entry: a classifier behind a defence under a fixed protocol (resumable, torchrun)",
+        description="Clean and robust accuracy of a randomized defence under a fixed protocol (AutoAttack rand: "
+        "APGD-CE + APGD-DLR with EOT; PGD-EOT; score-aware), per-example worst case, fixed seeds. Resumes from --out; "
+        "shard with torchrun --nproc_per_node=N. Writes OUT/model_info.json. See docs/robustbench.md.",
+    )
+    lb.add_argument("--model", default="zoo", help="RobustBench model name (cifar10) or 'zoo' (digits) (default: zoo)")
+    lb.add_argument("--dataset", choices=["digits", "cifar10"], default="digits", help="(default: %(default)s)")
+    lb.add_argument("--threat", choices=["Linf", "L2"], default="Linf", help="threat model (default: %(default)s)")
+    lb.add_argument("--eps", default=None, help="radius, e.g. 8/255 (default: 8/255 Linf, 0.5 L2; digits: the zoo's)")
+    lb.add_argument("--n-ex", type=_positive_int, default=512, help="first N test examples (default: %(default)s)")
+    lb.add_argument("--defence", default="ssni-n", help="'none' or a registered defence name (default: %(default)s)")
+    lb.add_argument("--attacks", type=_csv, default=["rand-aa", "pgd-eot"],
+                    help="comma-separated among rand-aa, pgd-eot, bpda-eot, score-aware, score-aware-st "
+                    "(default: rand-aa,pgd-eot)")
+    lb.add_argument("--diffusion", type=Path, default=None, help="local diffusers folder (cifar10: required)")
+    lb.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 folder (python/binary batches) or .npz")
+    lb.add_argument("--model-dir", type=Path, default=Path("models"), help="RobustBench models (default: models)")
+    lb.add_argument("--reference", type=Path, default=None, help="reference stats JSON (default: zoo's, or fitted)")
+    lb.add_argument("--n-ref", type=_positive_int, default=5000, help="training images to fit the reference on")
+    lb.add_argument("--out", type=Path, default=Path("results/leaderboard"), help="output (default: %(default)s)")
+    lb.add_argument("--iterations", type=_positive_int, default=None, help="iterations of every attack (default: "
+                    "the standard protocol, APGD 100, PGD 200)")
+    lb.add_argument("--eot", type=_positive_int, default=20, help="EOT samples per gradient (default: %(default)s)")
+    lb.add_argument("--eps-step", type=_positive_float, default=None, help="PGD step (default: 0.007 at 8/255)")
+    lb.add_argument("--votes", type=_positive_int, default=1, help="majority-vote purifications (default: 1)")
+    lb.add_argument("--batch-size", type=_positive_int, default=32, help="examples per batch (default: %(default)s)")
+    lb.add_argument("--seed", type=int, default=0, help="seed of the run (default: %(default)s)")
+    lb.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: %(default)s)")
+    lb.add_argument("--t-star", type=_positive_int, default=None, help="base noise level t* (default: 100 / zoo's)")
+    lb.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="reverse sampler (default: ddpm)")
+    lb.add_argument("--steps", type=_positive_int, default=None, help="DDIM steps (with --sampler ddim)")
+    lb.add_argument("--gradient", choices=["exact", "surrogate"], default="exact", help="(default: %(default)s)")
+    lb.add_argument("--surrogate-steps", type=_positive_int, default=None, help="DDIM steps of the surrogate")
+    lb.add_argument("--quiet", action="store_true", help="no progress bars")
+    lb.set_defaults(func=_cmd_leaderboard)
     return parser
 
 
@@ -336,6 +375,30 @@ def _cmd_train_zoo(args: argparse.Namespace) -> int:
         eval_size=args.eval_size, progress=not args.quiet,
     )
     print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from art_ssni.leaderboard import leaderboard, parse_eps
+
+    optional = {"t_star": args.t_star, "steps": args.steps, "surrogate_steps": args.surrogate_steps}
+    try:
+        info = leaderboard(
+            args.model, dataset=args.dataset, threat_model=args.threat, eps=parse_eps(args.eps) if args.eps else None,
+            n_ex=args.n_ex, defence=args.defence, attacks=args.attacks, diffusion=args.diffusion,
+            data_dir=args.data_dir, model_dir=args.model_dir, reference=args.reference, n_ref=args.n_ref,
+            out=args.out, iterations=args.iterations, eot=args.eot, eps_step=args.eps_step, votes=args.votes,
+            batch_size=args.batch_size, seed=args.seed, device=args.device, progress=not args.quiet,
+            sampler=args.sampler, gradient=args.gradient, **{k: v for k, v in optional.items() if v is not None},
+        )
+    except ImportError as err:
+        raise CLIError(str(err)) from err
+    if int(os.environ.get("RANK", "0")) == 0:
+        attacks = ", ".join(f"{name} {acc:.2f}" for name, acc in info["attack_acc"].items())
+        print(f"{info['name']}  {args.dataset} {info['threat_model']} eps={info['eps']:.5g}  n={info['n_ex']}")
+        print(f"clean {info['clean_acc']:.2f} %  robust {info['robust_acc']:.2f} %  worst case "
+              f"{info['worst_case_acc']:.2f} %  ({attacks})")
+        print(f"wrote {args.out / 'model_info.json'}")
     return 0
 
 

@@ -1,0 +1,383 @@
+"""The leaderboard runner: a fixed protocol over batches, sharded across ranks, resumable, merged by rank 0.
+
+:func:`run_leaderboard` evaluates one classifier + one registered defence on ``N`` examples:
+
+1. The examples are cut into batches of ``protocol.batch_size`` (the unit of work). Rank ``r`` of a world of
+   ``W`` processes takes batches ``r, r + W, r + 2W, ...`` (``torchrun --nproc_per_node=W``; one process is a
+   world of one).
+2. Each batch is evaluated by :func:`art_ssni.evaluation.robust_accuracy` (clean prediction, every attack of the
+   protocol, per-example worst case) with every random draw seeded by
+   :func:`~art_ssni.leaderboard.protocol.batch_seed` of the run's seed and the *batch index*: the defence's
+   generator, the attacks' seeds and torch's / numpy's global generators. Nothing depends on the rank, so a
+   sharded run gives exactly the numbers of a single-process run (on CPU; on GPU as far as the kernels are
+   deterministic).
+3. A finished batch is written to ``out/batches/`` at once (atomically); a rerun with the same settings skips the
+   batches that have a file (an interrupted run loses at most the batch it was running), and a rerun with other
+   settings is refused.
+4. The ranks exchange their batch records (``all_gather_object``), and rank 0 writes ``model_info.json`` (the
+   RobustBench-style summary) and ``per_example.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import platform
+import time
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from art_ssni import defences as registry
+from art_ssni.diffusion.model import DiffusionModel
+from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.evaluation.robust import robust_accuracy
+from art_ssni.leaderboard.distributed import World, world
+from art_ssni.leaderboard.protocol import Protocol, batch_seed
+from art_ssni.leaderboard.store import ResultStore
+from art_ssni.preprocessor import SSNIPreprocessor
+from art_ssni.ssni.reference import ReferenceStats
+
+__all__ = ["DEFINITIONS", "merge_records", "run_leaderboard", "versions"]
+
+#: what the accuracies of ``model_info.json`` mean
+DEFINITIONS = {
+    "clean_acc": "one prediction (one random purification) of each clean input",
+    "attack_acc": "one prediction of each attack's output, per attack",
+    "robust_acc": "the clean input and every attack's output classified correctly, each judged by one prediction "
+    "(AutoAttack's robust accuracy, over every attack of the protocol)",
+    "autoattack_acc": "robust_acc over the clean input, APGD-CE and APGD-DLR only (AutoAttack rand version)",
+    "worst_case_acc": "per example, the candidate (clean or an attack's output) with the lowest true-class margin, "
+    "judged again by one fresh prediction",
+    "worst_case_vote_acc": "the same worst case judged by a majority vote of `votes` fresh predictions",
+}
+
+_MANAGED = ("seed", "eot_samples", "clip_values", "device_type", "reference")
+_PACKAGES = (
+    "art-ssni",
+    "torch",
+    "adversarial-robustness-toolbox",
+    "diffusers",
+    "numpy",
+    "robustbench",
+    "torchvision",
+    "pyautoattack",
+)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that produce the numbers (installed distributions, nothing is imported)."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    out["torch_threads"] = str(torch.get_num_threads())
+    return out
+
+
+def _sha256_module(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _sha256_arrays(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(str((a.dtype.str, a.shape)).encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ReferenceStats):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _purifier_settings(pre: SSNIPreprocessor | None) -> dict[str, Any] | None:
+    if pre is None:
+        return None
+    return {p: _plain(getattr(pre, p)) for p in pre.params if p not in ("model", "seed")}
+
+
+def _pct(count: int, n: int) -> float:
+    return round(100.0 * count / n, 2)
+
+
+def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merge batch records into ``(summary, per_example)``.
+
+    :param records: one record per batch (any order), as written to ``out/batches/``.
+    :param n_ex: number of examples of the run.
+    :param batch_size: examples per batch.
+    :return: ``summary`` with the accuracies (percent, 2 decimals), their counts and the definitions; and
+        ``per_example`` with the per-example verdicts (lists of ``n_ex`` booleans / sources) in example order.
+    :raises ValueError: when a batch is missing or duplicated.
+    """
+    n_batches = math.ceil(n_ex / batch_size)
+    by_batch = {int(r["batch"]): r for r in records}
+    if len(by_batch) != len(records) or sorted(by_batch) != list(range(n_batches)):
+        raise ValueError(
+            f"records: expected batches 0..{n_batches - 1} once each, got {sorted(r['batch'] for r in records)}."
+        )
+    ordered = [by_batch[b] for b in range(n_batches)]
+    names = list(ordered[0]["attack_correct"])
+    cat = lambda key: [v for r in ordered for v in r[key]]  # noqa: E731
+    clean = np.array(cat("clean_correct"), dtype=bool)
+    if clean.shape[0] != n_ex:
+        raise ValueError(f"records: cover {clean.shape[0]} examples, expected {n_ex}.")
+    attack = {a: np.array([v for r in ordered for v in r["attack_correct"][a]], dtype=bool) for a in names}
+    robust = clean.copy()
+    for flags in attack.values():
+        robust &= flags
+    counts: dict[str, int] = {"clean": int(clean.sum()), "robust": int(robust.sum())}
+    attack_acc = {a: _pct(int(f.sum()), n_ex) for a, f in attack.items()}
+    autoattack = None
+    if "apgd-ce" in attack:
+        aa = clean & attack["apgd-ce"] & attack["apgd-dlr"]
+        counts["rand-aa"] = int(aa.sum())
+        attack_acc["rand-aa"] = autoattack = _pct(counts["rand-aa"], n_ex)
+    counts.update({a: int(f.sum()) for a, f in attack.items()})
+    worst = np.array(cat("worst_case_correct"), dtype=bool)
+    vote = np.array(cat("worst_case_vote_correct"), dtype=bool)
+    counts["worst_case"], counts["worst_case_vote"] = int(worst.sum()), int(vote.sum())
+    summary = {
+        "clean_acc": _pct(counts["clean"], n_ex),
+        "robust_acc": _pct(counts["robust"], n_ex),
+        "autoattack_acc": autoattack,
+        "attack_acc": attack_acc,
+        "worst_case_acc": _pct(counts["worst_case"], n_ex),
+        "worst_case_vote_acc": _pct(counts["worst_case_vote"], n_ex),
+        "n_ex": int(n_ex),
+        "correct": counts,
+    }
+    per_example = {
+        "clean_correct": clean.tolist(),
+        "attack_correct": {a: f.tolist() for a, f in attack.items()},
+        "robust_correct": robust.tolist(),
+        "worst_case_correct": worst.tolist(),
+        "worst_case_vote_correct": vote.tolist(),
+        "worst_case_source": cat("worst_case_source"),
+        "batch_seeds": [int(r["seed"]) for r in ordered],
+    }
+    return summary, per_example
+
+
+def _check_inputs(x: Any, y: Any, nb_classes: Any) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[0] == 0 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"x must be a non-empty float (N, C, H, W) numpy array, got {getattr(x, 'shape', type(x))}.")
+    if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
+        raise ValueError("x must hold finite pixels in [0, 1].")
+    if isinstance(nb_classes, bool) or not isinstance(nb_classes, (int, np.integer)) or nb_classes < 2:
+        raise ValueError(f"nb_classes must be an int >= 2, got {nb_classes!r}.")
+    y = np.asarray(y)
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= nb_classes:
+        raise ValueError(f"y must be ({x.shape[0]},) integer labels in [0, {nb_classes - 1}], got shape {y.shape}.")
+    return np.array(x, dtype=np.float32, copy=True), np.array(y, dtype=np.int64, copy=True)
+
+
+def _setup(store: ResultStore, config: dict[str, Any], w: World) -> str:
+    """Open the store on every rank; if any rank fails, every rank raises (no rank is left waiting)."""
+    key, error = "", None
+    try:
+        key = store.open(config, create=True)  # identical atomic writes: safe from every rank
+    except (OSError, ValueError) as err:
+        error = f"{type(err).__name__}: {err}"
+    errors = [e for e in w.all_gather(error) if e]
+    if errors:
+        raise ValueError(errors[0].split(": ", 1)[1])
+    return key
+
+
+def run_leaderboard(
+    classifier: torch.nn.Module,
+    diffusion: DiffusionModel | None,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    protocol: Protocol,
+    out: str | os.PathLike[str],
+    nb_classes: int,
+    defence: str = "ssni-n",
+    reference: ReferenceStats | None = None,
+    defence_kwargs: Mapping[str, Any] | None = None,
+    info: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``classifier`` behind the registered ``defence`` under ``protocol``; sharded, resumable.
+
+    Run it as one process, or as ``N`` under ``torchrun --nproc_per_node=N`` (every rank calls it with the same
+    arguments). Returns the merged ``model_info`` on every rank; rank 0 writes it to ``out/model_info.json``.
+
+    :param classifier: ``(B, C, H, W)`` pixels in ``[0, 1]`` → ``(B, nb_classes)`` logits (e.g. a RobustBench
+        model, which normalises its inputs itself).
+    :param diffusion: the diffusion model of the purifier (``None`` only with ``defence="none"``).
+    :param x: ``(N, C, H, W)`` float clean images in ``[0, 1]`` (never modified).
+    :param y: ``(N,)`` integer labels.
+    :param protocol: the attack protocol (:class:`~art_ssni.leaderboard.Protocol`).
+    :param out: output folder (created; see :class:`~art_ssni.leaderboard.store.ResultStore` for its layout).
+    :param nb_classes: number of classes of ``classifier``.
+    :param defence: ``"none"`` or a name of :func:`art_ssni.defences.available` (e.g. ``"diffpure"``,
+        ``"ssni-n"``, ``"ssni-l"``).
+    :param reference: SSNI's reference statistics (needed by SSNI defences).
+    :param defence_kwargs: settings passed to the defence factory (``t_star``, ``sampler``, ``steps``, ``gradient``,
+        ``checkpoint``, ``batch_size`` ...). ``seed`` and ``eot_samples`` are set by the protocol.
+    :param info: JSON-ready description stored in the results (``name``, ``model``, ``dataset``, ``diffusion``...).
+    :param device: ``"cpu"`` or ``"cuda"`` (under torchrun each rank uses ``cuda:LOCAL_RANK``).
+    :param progress: show one progress bar per rank.
+    :return: the ``model_info`` dict (accuracies in percent).
+    """
+    if not isinstance(protocol, Protocol):
+        raise TypeError(f"protocol must be an art_ssni.leaderboard.Protocol, got {type(protocol).__name__}.")
+    x, y = _check_inputs(x, y, nb_classes)
+    known = registry.available()
+    if defence != "none" and defence not in known:
+        raise ValueError(f"defence must be one of {['none', *known]}, got {defence!r}.")
+    if defence != "none" and not isinstance(diffusion, DiffusionModel):
+        raise TypeError(
+            f"diffusion must be an art_ssni.DiffusionModel for defence {defence!r}, got {type(diffusion).__name__}."
+        )
+    defence_kwargs = dict(defence_kwargs or {})
+    managed = sorted(set(defence_kwargs) & set(_MANAGED))
+    if managed:
+        raise ValueError(f"defence_kwargs must not set {managed}: the protocol and run_leaderboard set them.")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}.")
+    info = dict(info or {})
+    started = time.perf_counter()
+    with world(device) as w:
+        device_type = "gpu" if device == "cuda" else "cpu"
+        pre = None
+        if defence != "none":
+            assert diffusion is not None
+            pre = registry.make(
+                defence,
+                diffusion,
+                reference=reference,
+                device_type=device_type,
+                seed=protocol.seed,
+                eot_samples=protocol.eot,
+                **defence_kwargs,
+            )
+        purified, ssni = pre is not None, pre is not None and pre.reweight != "constant"
+        base = getattr(pre, "base", "diffpure")
+        clf = defended_classifier(
+            classifier,
+            pre,
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=int(nb_classes),
+            clip_values=(0.0, 1.0),
+            device_type=device_type,
+        )
+        config = {
+            # identity only: paths may move between runs, the fingerprints below pin the data and the weights
+            "info": {k: info[k] for k in ("name", "model", "dataset") if k in info},
+            "defence": defence,
+            "purifier": _purifier_settings(pre),
+            "protocol": protocol.describe(purified=purified, ssni=ssni, base=base),
+            "n_ex": int(x.shape[0]),
+            "nb_classes": int(nb_classes),
+            "data_sha256": _sha256_arrays(x, y),
+            "classifier_sha256": _sha256_module(classifier),
+            "diffusion_sha256": _sha256_module(diffusion) if diffusion is not None and pre is not None else None,
+        }
+        store = ResultStore(out)
+        key = _setup(store, config, w)
+        bs = protocol.batch_size
+        n_batches = math.ceil(x.shape[0] / bs)
+        mine = list(range(w.rank, n_batches, w.size))
+        records, computed = [], 0
+        bar = tqdm(mine, desc=f"leaderboard rank {w.rank}/{w.size}", position=w.rank, disable=not progress)
+        for b in bar:
+            record = store.load_batch(b, key)
+            if record is None:
+                record = _run_batch(clf, pre, protocol, x, y, b, key, purified=purified, ssni=ssni, base=base)
+                store.save_batch(record)
+                computed += 1
+            records.append(record)
+            bar.set_postfix(clean=sum(sum(r["clean_correct"]) for r in records))
+        bar.close()
+        gathered = [r for part in w.all_gather(records) for r in part]
+        computed_total = sum(w.all_gather(computed))
+        summary, per_example = merge_records(gathered, x.shape[0], bs)
+        model_info: dict[str, Any] = {
+            "name": info.get("name", defence),
+            **{k: info[k] for k in ("model", "dataset") if k in info},
+            "threat_model": protocol.threat_model,
+            "eps": float(protocol.eps),
+            "defence": defence,
+            **summary,
+            "definitions": DEFINITIONS,
+            "protocol": config["protocol"],
+            "purifier": config["purifier"],
+            "info": info,
+            "fingerprints": {k: config[k] for k in ("data_sha256", "classifier_sha256", "diffusion_sha256")},
+            "versions": versions(),
+            "runtime": {
+                "world_size": w.size,
+                "batches": n_batches,
+                "batches_computed_this_run": computed_total,
+                "batch_seconds_total": round(sum(float(r["seconds"]) for r in gathered), 3),
+                "wall_seconds": round(time.perf_counter() - started, 3),
+                "device": device,
+            },
+        }
+        if w.rank == 0:
+            store.save_results(model_info, per_example)
+        w.barrier()
+    return model_info
+
+
+def _run_batch(
+    clf: Any,
+    pre: SSNIPreprocessor | None,
+    protocol: Protocol,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch: int,
+    key: str,
+    *,
+    purified: bool,
+    ssni: bool,
+    base: str,
+) -> dict[str, Any]:
+    """Evaluate batch ``batch`` with every random draw keyed by ``batch_seed(protocol.seed, batch)``."""
+    start_t = time.perf_counter()
+    seed = batch_seed(protocol.seed, batch)
+    lo, hi = batch * protocol.batch_size, min((batch + 1) * protocol.batch_size, x.shape[0])
+    attacks = protocol.build(clf, purified=purified, ssni=ssni, base=base, seed=seed)
+    if pre is not None:  # after building: ART's APGD runs a probe prediction when it is constructed
+        pre.set_params(seed=seed)
+        pre.reset_generator()
+    result = robust_accuracy(
+        clf, x[lo:hi], y[lo:hi], attacks, votes=protocol.votes, seed=seed, batch_size=protocol.batch_size
+    )
+    return {
+        "key": key,
+        "batch": int(batch),
+        "start": int(lo),
+        "stop": int(hi),
+        "seed": int(seed),
+        "clean_correct": result.clean_correct,
+        "attack_correct": result.attack_correct,
+        "worst_case_correct": result.worst_case_correct,
+        "worst_case_vote_correct": result.worst_case_vote_correct,
+        "worst_case_source": result.worst_case_source,
+        "seconds": round(time.perf_counter() - start_t, 3),
+    }

@@ -1,0 +1,433 @@
+"""The leaderboard runner: protocol, seeds, local data, atomic store, resume, merge, CLI (main env, no robustbench)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from art_ssni import ReferenceStats
+from art_ssni.leaderboard import (
+    ATTACKS,
+    Protocol,
+    ResultStore,
+    batch_seed,
+    load_cifar10,
+    load_cifar10_train,
+    merge_records,
+    parse_eps,
+    run_leaderboard,
+)
+from art_ssni.leaderboard import runner as runner_module
+from art_ssni.leaderboard.store import write_json_atomic
+
+REF = ReferenceStats(mean=10.0, std=2.0, min=6.0, max=14.0, count=100, score_steps=4)
+DEFENCE = dict(t_star=4, score_steps=4, sampler="ddim", steps=2)
+
+
+def tiny_cnn() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 64, 10)
+    ).eval()
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((5, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 5)
+
+
+def small(**kw) -> Protocol:
+    settings = dict(eps=0.1, attacks=("rand-aa", "pgd-eot", "score-aware"), iterations=2, eot=2, batch_size=2)
+    return Protocol(**{**settings, **kw})
+
+
+def run(model, data, out, protocol=None, **kw):
+    x, y = data
+    return run_leaderboard(
+        tiny_cnn(),
+        model,
+        x,
+        y,
+        protocol=protocol or small(),
+        out=out,
+        nb_classes=10,
+        defence=kw.pop("defence", "ssni-n"),
+        reference=REF,
+        defence_kwargs=DEFENCE,
+        progress=False,
+        **kw,
+    )
+
+
+def numbers(info: dict) -> dict:
+    """Everything but run-time facts."""
+    return {k: v for k, v in info.items() if k not in ("runtime", "versions")}
+
+
+# ---------------------------------------------------------------------------------------------------- protocol
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(eps=0.0), "eps must be a finite number > 0"),
+        (dict(eps=0.1, threat_model="L1"), "threat_model must be one of"),
+        (dict(eps=0.1, attacks=("fgsm",)), "attacks must be distinct names among"),
+        (dict(eps=0.1, attacks=("pgd-eot", "pgd-eot")), "attacks must be distinct names among"),
+        (dict(eps=0.1, iterations=0), "iterations must be an int >= 1 or None"),
+        (dict(eps=0.1, eot=0), "eot must be an int >= 1"),
+        (dict(eps=0.1, eps_step=-1.0), "eps_step must be a finite number > 0 or None"),
+        (dict(eps=0.1, batch_size=True), "batch_size must be an int >= 1"),
+        (dict(eps=0.1, seed=-1), "seed must be an int >= 0"),
+        (dict(eps=0.1, votes=0), "votes must be an int >= 1"),
+    ],
+)
+def test_protocol_validation(kw, message):
+    with pytest.raises(ValueError, match=message):
+        Protocol(**kw)
+
+
+def test_protocol_standard_settings():
+    p = Protocol(eps=8 / 255, attacks=ATTACKS)
+    assert p.is_standard and p.iterations_of("rand-aa") == 100 and p.iterations_of("pgd-eot") == 200
+    assert p.step == pytest.approx(0.007)  # the paper's step at 8/255
+    assert Protocol(eps=0.5, threat_model="L2").norm == 2
+    run_, skipped = p.applicable(purified=True, ssni=False)  # DiffPure: no score-aware attacks
+    assert "score-aware" in skipped and "bpda-eot" in run_
+    run_, skipped = p.applicable(purified=True, ssni=True, base="gns")  # straight-through t: single-stage only
+    assert skipped == ["score-aware-st"] and "score-aware" in run_
+    desc = p.describe(purified=True, ssni=True)
+    assert desc["attacks"]["rand-aa"]["eot"] == 20 and desc["attacks"]["rand-aa"]["initial_step"] == pytest.approx(
+        16 / 255
+    )
+    assert not Protocol(eps=0.1, iterations=5).is_standard
+
+
+def test_batch_seed_depends_on_seed_and_batch_only():
+    seeds = {batch_seed(0, b) for b in range(100)}
+    assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)
+    assert batch_seed(0, 3) == batch_seed(0, 3) != batch_seed(1, 3)
+
+
+def test_parse_eps():
+    assert parse_eps("8/255") == pytest.approx(8 / 255) and parse_eps("0.5") == 0.5
+    for bad in ("0", "-1", "a/b", "1/0", "nan"):
+        with pytest.raises(ValueError, match="eps must be"):
+            parse_eps(bad)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def cifar_arrays(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, 10, n).tolist()
+
+
+def test_cifar10_python_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    data, labels = cifar_arrays(7)
+    with open(folder / "test_batch", "wb") as f:  # the archive's format: a pickled dict of bytes keys
+        pickle.dump({b"batch_label": b"testing", b"data": data, b"labels": labels}, f, protocol=2)
+    x, y = load_cifar10(tmp_path, n_ex=5)
+    assert x.shape == (5, 3, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_allclose(x, data[:5].reshape(5, 3, 32, 32) / 255.0)  # first n_ex, in file order
+    np.testing.assert_array_equal(y, labels[:5])
+    for i, n in ((1, 3), (2, 4)):
+        d, lab = cifar_arrays(n, seed=i)
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump({"data": d, "labels": lab}, f)
+    train = load_cifar10_train(tmp_path, n=5)  # spans data_batch_1 and data_batch_2
+    np.testing.assert_allclose(train[3:], cifar_arrays(4, seed=2)[0][:2].reshape(2, 3, 32, 32) / 255.0)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_cifar10_refuses_arbitrary_pickles(tmp_path):
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump({"data": Evil(), "labels": [1]}, f)
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load builtins.print"):
+        load_cifar10(tmp_path)
+
+
+def test_cifar10_binary_and_npz(tmp_path):
+    data, labels = cifar_arrays(4)
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rows = np.concatenate([np.array(labels, dtype=np.uint8)[:, None], data], axis=1)
+    rows.tofile(folder / "test_batch.bin")
+    x, y = load_cifar10(tmp_path)
+    np.testing.assert_allclose(x, data.reshape(4, 3, 32, 32) / 255.0)
+    np.testing.assert_array_equal(y, labels)
+    nhwc = data.reshape(4, 3, 32, 32).transpose(0, 2, 3, 1)
+    np.savez(tmp_path / "c.npz", x_test=nhwc, y_test=np.array(labels))
+    x2, y2 = load_cifar10(tmp_path / "c.npz", n_ex=3)
+    np.testing.assert_allclose(x2, x[:3])
+    np.testing.assert_array_equal(y2, labels[:3])
+
+
+def test_cifar10_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py/test_batch"):
+        load_cifar10(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_cifar10(tmp_path / "nope")
+    with pytest.raises(ValueError, match="n_ex must be an int >= 1"):
+        load_cifar10(tmp_path, n_ex=0)
+
+
+# ---------------------------------------------------------------------------------------------------- store
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    write_json_atomic(tmp_path / "a" / "b.json", {"x": 1})
+    write_json_atomic(tmp_path / "a" / "b.json", {"x": 2})
+    assert json.loads((tmp_path / "a" / "b.json").read_text()) == {"x": 2}
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.json"]
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "a" / "b.json", {"x": object()})  # fails while writing the temporary file
+    assert json.loads((tmp_path / "a" / "b.json").read_text()) == {"x": 2}
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.json"]
+
+
+def test_store_refuses_other_settings(tmp_path):
+    store = ResultStore(tmp_path)
+    key = store.open({"a": 1, "b": {"c": 2}}, create=True)
+    assert store.open({"a": 1, "b": {"c": 2}}, create=True) == key
+    with pytest.raises(ValueError, match=r"other settings \(b\.c\)"):
+        store.open({"a": 1, "b": {"c": 3}}, create=True)
+
+
+def test_merge_records_by_hand():
+    recs = [
+        {
+            "batch": 1,
+            "seed": 7,
+            "clean_correct": [True],
+            "attack_correct": {"apgd-ce": [True], "apgd-dlr": [False]},
+            "worst_case_correct": [False],
+            "worst_case_vote_correct": [False],
+            "worst_case_source": ["apgd-dlr"],
+        },
+        {
+            "batch": 0,
+            "seed": 5,
+            "clean_correct": [True, False],
+            "attack_correct": {"apgd-ce": [True, False], "apgd-dlr": [True, True]},
+            "worst_case_correct": [True, False],
+            "worst_case_vote_correct": [True, False],
+            "worst_case_source": ["clean", "clean"],
+        },
+    ]
+    summary, per = merge_records(recs, n_ex=3, batch_size=2)
+    assert summary["clean_acc"] == pytest.approx(66.67) and summary["robust_acc"] == pytest.approx(33.33)
+    assert summary["attack_acc"] == {
+        "apgd-ce": pytest.approx(66.67),
+        "apgd-dlr": pytest.approx(66.67),
+        "rand-aa": pytest.approx(33.33),
+    }
+    assert summary["autoattack_acc"] == summary["attack_acc"]["rand-aa"]
+    assert per["robust_correct"] == [True, False, False] and per["batch_seeds"] == [5, 7]
+    with pytest.raises(ValueError, match="expected batches 0..1 once each"):
+        merge_records(recs[:1], n_ex=3, batch_size=2)
+
+
+# ---------------------------------------------------------------------------------------------------- runner
+def test_run_writes_valid_json_and_rerun_computes_nothing(model, data, tmp_path):
+    info = run(model, data, tmp_path)
+    stored = json.loads((tmp_path / "model_info.json").read_text())
+    assert stored == json.loads(json.dumps(info))
+    assert info["n_ex"] == 5 and info["runtime"]["batches"] == 3 and info["runtime"]["batches_computed_this_run"] == 3
+    assert set(info["attack_acc"]) == {"apgd-ce", "apgd-dlr", "rand-aa", "pgd-eot", "score-aware"}
+    assert info["purifier"]["reweight"] == "sigmoid" and info["purifier"]["eot_samples"] == 2
+    assert not info["protocol"]["standard"] and info["protocol"]["attacks"]["pgd-eot"]["iterations"] == 2
+    per = json.loads((tmp_path / "per_example.json").read_text())
+    flags = np.array(per["clean_correct"])
+    for name, acc in info["attack_acc"].items():
+        if name != "rand-aa":
+            assert acc == pytest.approx(100 * np.mean(per["attack_correct"][name]), abs=0.01)
+    assert info["clean_acc"] == pytest.approx(100 * flags.mean(), abs=0.01)
+    assert sorted(p.name for p in (tmp_path / "batches").iterdir()) == [f"batch-00000{i}.json" for i in range(3)]
+    again = run(model, data, tmp_path)
+    assert again["runtime"]["batches_computed_this_run"] == 0
+    assert numbers(again) == numbers(info)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(model, data, tmp_path, monkeypatch):
+    reference = run(model, data, tmp_path / "full")
+    real, calls = runner_module._run_batch, []
+
+    def failing(*args, **kwargs):
+        calls.append(args[5])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # interrupted while the second batch runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "_run_batch", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run(model, data, tmp_path / "cut")
+    assert [p.name for p in (tmp_path / "cut" / "batches").iterdir()] == ["batch-000000.json"]
+    assert not (tmp_path / "cut" / "model_info.json").exists()
+    calls.clear()
+    monkeypatch.setattr(runner_module, "_run_batch", lambda *a, **k: (calls.append(a[5]), real(*a, **k))[1])
+    resumed = run(model, data, tmp_path / "cut")
+    assert calls == [1, 2]  # batch 0 was skipped
+    assert resumed["runtime"]["batches_computed_this_run"] == 2
+    assert numbers(resumed) == numbers(reference)
+    per_a = json.loads((tmp_path / "full" / "per_example.json").read_text())
+    per_b = json.loads((tmp_path / "cut" / "per_example.json").read_text())
+    assert per_a == per_b
+
+
+def test_other_settings_in_same_folder_are_refused(model, data, tmp_path):
+    run(model, data, tmp_path, protocol=small(attacks=("pgd-eot",), iterations=1))
+    with pytest.raises(ValueError, match=r"other settings \(.*protocol\.seed"):
+        run(model, data, tmp_path, protocol=small(attacks=("pgd-eot",), iterations=1, seed=3))
+
+
+def test_randomness_is_keyed_by_batch(model, data, tmp_path, monkeypatch):
+    """Every batch runs with batch_seed(seed, batch): global generators, defence generator and attack seeds."""
+    seen = []
+    real = runner_module.robust_accuracy
+
+    def spy(clf, x, y, attacks, **kw):
+        pre = clf.preprocessing_operations[0]
+        seen.append((kw["seed"], pre.seed, {a.seed for a in attacks.values()}))
+        return real(clf, x, y, attacks, **kw)
+
+    monkeypatch.setattr(runner_module, "robust_accuracy", spy)
+    info = run(model, data, tmp_path, protocol=small(attacks=("pgd-eot", "score-aware"), seed=4))
+    assert seen == [(batch_seed(4, b), batch_seed(4, b), {batch_seed(4, b)}) for b in range(3)]
+    per = json.loads((tmp_path / "per_example.json").read_text())
+    assert per["batch_seeds"] == [batch_seed(4, b) for b in range(3)] and info["n_ex"] == 5
+
+
+def test_defence_none_and_diffpure(model, data, tmp_path):
+    none = run(model, data, tmp_path / "none", defence="none", protocol=small(attacks=("rand-aa", "bpda-eot")))
+    assert none["purifier"] is None and none["protocol"]["skipped_attacks"] == ["bpda-eot"]
+    assert none["protocol"]["attacks"]["rand-aa"]["eot"] == 1
+    dp = run(model, data, tmp_path / "dp", defence="diffpure", protocol=small(attacks=("pgd-eot", "score-aware")))
+    assert dp["protocol"]["skipped_attacks"] == ["score-aware"] and dp["purifier"]["reweight"] == "constant"
+
+
+def test_run_validation(model, data, tmp_path):
+    x, y = data
+    with pytest.raises(ValueError, match="defence must be one of"):
+        run(model, data, tmp_path, defence="ssni-x")
+    with pytest.raises(ValueError, match=r"defence_kwargs must not set \['seed'\]"):
+        run_leaderboard(
+            tiny_cnn(),
+            model,
+            x,
+            y,
+            protocol=small(),
+            out=tmp_path,
+            nb_classes=10,
+            reference=REF,
+            defence_kwargs={**DEFENCE, "seed": 1},
+        )
+    with pytest.raises(ValueError, match=r"x must hold finite pixels in \[0, 1\]"):
+        run_leaderboard(tiny_cnn(), model, x + 1, y, protocol=small(), out=tmp_path, nb_classes=10)
+    with pytest.raises(ValueError, match="y must be"):
+        run_leaderboard(tiny_cnn(), model, x, y[:3], protocol=small(), out=tmp_path, nb_classes=10)
+    with pytest.raises(TypeError, match="protocol must be"):
+        run_leaderboard(tiny_cnn(), model, x, y, protocol={"eps": 0.1}, out=tmp_path, nb_classes=10)
+    before = x.copy()
+    run(model, data, tmp_path / "ok", protocol=small(attacks=("pgd-eot",), iterations=1))
+    np.testing.assert_array_equal(x, before)
+
+
+# ---------------------------------------------------------------------------------------------------- cost
+def test_cost_formula_by_hand():
+    from art_ssni.leaderboard.cost import unet_evaluations
+
+    p = Protocol(eps=0.1, attacks=("pgd-eot", "rand-aa"), iterations=2, eot=3)
+    # DiffPure, DDPM t* = 10: K = 10, P = 10, G = 4·3·10 = 120; evaluation: clean + 3 attack outputs + worst case
+    c = unet_evaluations(p, t_star=10, ssni=False)
+    assert c == {"pgd-eot": 10 + 2 * 130, "rand-aa": 2 * (2 * 130 + 40), "evaluation": 5 * 10, "total": 920}
+    # SSNI, DDIM 4 steps, T' = 5: K = min(4, 10 - 1 + 5) = 4, P = 9, G = 5 + 3·3·4 (no checkpoint) = 41
+    c = unet_evaluations(
+        Protocol(eps=0.1, attacks=("score-aware",), iterations=1, eot=3),
+        t_star=10,
+        ssni=True,
+        sampler="ddim",
+        steps=4,
+        score_steps=5,
+        checkpoint=False,
+    )
+    assert c["score-aware"] == 9 + (41 + 9 + 15) and c["evaluation"] == 3 * 9
+
+
+def test_cost_formula_bounds_a_real_run(model, data, tmp_path):
+    """The UNet rows a real run evaluates (model.nfe, checkpoint recomputation included) stay under the bound.
+
+    (Well under it here: PGD stops early on fooled examples, SSNI picks t_i < t_max, backward is not in nfe.)"""
+    from art_ssni.leaderboard.cost import unet_evaluations
+
+    p = small()
+    model.reset_nfe()
+    run(model, data, tmp_path, protocol=p)
+    bound = unet_evaluations(p, t_star=4, ssni=True, sampler="ddim", steps=2, score_steps=4)["total"] * 5
+    assert 0 < model.nfe <= bound
+
+
+# ---------------------------------------------------------------------------------------------------- by names (zoo)
+TINY = dict(n_ex=4, batch_size=4, attacks=("pgd-eot",), iterations=1, eot=1, sampler="ddim", steps=2, progress=False)
+
+
+def test_leaderboard_on_the_digits_zoo(tmp_path):
+    from art_ssni import zoo
+    from art_ssni.leaderboard import leaderboard
+
+    info = leaderboard(out=tmp_path, **TINY)
+    models = zoo.load("digits")
+    assert info["name"] == "zoo-digits-cnn + ssni-n" and info["dataset"] == "digits"
+    assert info["eps"] == models.eps and info["purifier"]["t_star"] == models.t_star
+    assert info["purifier"]["reference"] == models.reference.to_dict()  # the shipped statistics
+    assert json.loads((tmp_path / "model_info.json").read_text())["clean_acc"] == info["clean_acc"]
+
+
+def test_leaderboard_fits_the_reference_once(tmp_path):
+    """With another diffusion folder the zoo's statistics do not apply: they are fitted and kept in out/."""
+    from art_ssni import zoo
+    from art_ssni.leaderboard import leaderboard
+
+    models = zoo.load("digits")
+    models.diffusion.save_pretrained(tmp_path / "unet")
+    info = leaderboard(out=tmp_path / "out", diffusion=tmp_path / "unet", n_ref=16, score_steps=4, **TINY)
+    stored = ReferenceStats.from_json(tmp_path / "out" / "reference.json")
+    assert stored.count == 16 and stored.score_steps == 4
+    assert info["purifier"]["reference"] == stored.to_dict()
+    again = leaderboard(out=tmp_path / "out", diffusion=tmp_path / "unet", n_ref=16, score_steps=4, **TINY)
+    assert again["runtime"]["batches_computed_this_run"] == 0 and numbers(again) == numbers(info)
+
+
+def test_leaderboard_validation(tmp_path):
+    from art_ssni.leaderboard import leaderboard
+
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        leaderboard(dataset="mnist", out=tmp_path)
+    with pytest.raises(ValueError, match="model must be 'zoo' for dataset 'digits'"):
+        leaderboard("Standard", out=tmp_path)
+    with pytest.raises(ValueError, match="diffusion: a local diffusers folder is required"):
+        leaderboard("Standard", dataset="cifar10", out=tmp_path)
+    with pytest.raises(ValueError, match="eps: no default for digits L2"):
+        leaderboard(threat_model="L2", out=tmp_path, **TINY)
+
+
+def test_cli_leaderboard(tmp_path, capsys):
+    from art_ssni.cli import main
+
+    args = ["leaderboard", "--n-ex", "2", "--batch-size", "2", "--attacks", "pgd-eot", "--iterations", "1"]
+    args += ["--eot", "1", "--sampler", "ddim", "--steps", "2", "--defence", "diffpure", "--quiet"]
+    assert main([*args, "--out", str(tmp_path), "--eps", "1/10"]) == 0
+    out = capsys.readouterr().out
+    info = json.loads((tmp_path / "model_info.json").read_text())
+    assert info["eps"] == pytest.approx(0.1) and info["defence"] == "diffpure"
+    assert f"clean {info['clean_acc']:.2f} %" in out and "wrote" in out
+    assert main([*args, "--out", str(tmp_path), "--eps", "0.2"]) == 2  # other settings, same folder
+    assert "other settings (" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "x"), "--defence", "nope"]) == 2
+    assert "defence must be one of" in capsys.readouterr().err
