@@ -349,6 +349,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     from art_ssni import DiffusionModel, SSNIPreprocessor, zoo
 
+    if args.out.is_dir():
+        raise CLIError(f"--out {args.out}: is a folder; give the JSON file to write")
+    _check_out_dir(args.out.parent)  # before scoring thousands of images
     if args.images is None or args.diffusion is None:
         models = zoo.load(args.zoo, device=args.device)
     images = models.x_train if args.images is None else _load_array_file(args.images, ["x", "x_train"])

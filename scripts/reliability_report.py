@@ -35,6 +35,26 @@ TEST_FILES = [
 ]
 
 
+FOUND = [
+    "`purify` / `score_norms`: integer, float16/float64, wrong-channel, wrong-size or `meta` inputs crashed inside the "
+    "UNet (`RuntimeError`, `NotImplementedError`); NaN inputs were purified silently into NaN outputs.",
+    "`select_timesteps` / `sigmoid` / `linear`: NaN norms became arbitrary integer levels without an error; numpy "
+    "norms, a dict as reference, `t_star <= 0` or `num_timesteps = 0` gave `AttributeError`s or meaningless levels.",
+    "SSNI-N / SSNI-L: a valid but tiny reference std or span (or bounds near the float range) gave NaN levels in "
+    "float32 (found by the thorough run); levels are now computed in float64 with a normal divisor.",
+    "`DiffusionModel.from_pretrained`: a UNet config that adds blocks to the saved weights loaded a half-random model "
+    "with only a warning; truncated or corrupt safetensors, corrupt JSON and shape mismatches surfaced as diffusers "
+    "`OSError` / `RuntimeError` (a JSON-list config even as a failed connection to huggingface.co).",
+    "`ReferenceStats.from_json`: a huge JSON integer raised `OverflowError`, deeply nested JSON `RecursionError`.",
+    "`SSNIPreprocessor`: `meta` tensors raised `RuntimeError`; big-endian arrays were refused with a message not "
+    "naming `x`; `from_pretrained` let bad saved values and a malformed `diffusion` entry through without the file.",
+    "`zoo.load` / the zoo classifier: corrupt or incomplete JSON, truncated safetensors and architecture mismatches "
+    "raised `JSONDecodeError` / `KeyError` / `SafetensorError` / `RuntimeError` without the file name.",
+    "`art-ssni calibrate` scored every image before finding that `--out` could not be written.",
+    "Scoring made UNet calls of `batch_size x T'` rows: the memory bound did not hold for score estimation.",
+]
+
+
 def run_tests(profile: str, files: list[str], log: Path, junit: Path) -> tuple[int, float, str]:
     env = {
         **os.environ,
@@ -210,6 +230,13 @@ def render(profile: str, examples: int, status: int, seconds: float, junit: dict
         [[f"`{b['name']}`", b.get("calls", ""), b.get("value", "")] for b in bounds],
     )
     out += [
+        "",
+        "## What these tests found",
+        "",
+        "Bugs the property, fault and security tests exposed while they were written (each is now a regression",
+        "example or case in the tests above):",
+        "",
+        *[f"- {item}" for item in FOUND],
         "",
         "## Test files",
         "",
