@@ -122,7 +122,9 @@ class DiffusionModel(torch.nn.Module):
         except Exception as err:  # safetensors raises its own SafetensorError, not a ValueError
             raise ValueError(f"path: {str(weights_file)!r} is not a valid safetensors file ({err}).") from err
         try:
-            unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
+            unet = UNet2DModel.from_pretrained(
+                unet_dir, use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False
+            )
         except (OSError, RuntimeError, ValueError, TypeError, KeyError, NotImplementedError) as err:
             raise ValueError(
                 f"path: cannot build the UNet from {str(config_file)!r} and {str(weights_file)!r} (corrupt, or the "
