@@ -78,6 +78,7 @@ def test_worst_case_picks_the_fooling_candidate_per_sample():
     assert result.worst_case_source == ["a", "b", "clean", "clean"]
     assert result.worst_case_correct == [False, False, True, False]
     assert result.worst_case_accuracy == result.worst_case_vote_accuracy == 0.25
+    assert result.clean_vote_accuracy == 0.75 and result.attack_vote_accuracy == {"a": 0.5, "b": 0.5}
     np.testing.assert_array_equal(result.worst_case_inputs[:2], np.stack([fools_0[0], fools_1[1]]))
     record = json.loads(json.dumps(result.to_dict()))
     assert record["attack_accuracy"] == {"a": 0.5, "b": 0.5} and "worst_case_inputs" not in record
@@ -90,6 +91,17 @@ def test_lowest_margin_candidate_wins_when_nothing_fools():
     near = constant_images([4.4])  # still class 4, smaller margin
     result = robust_accuracy(clf, x, np.array([4]), {"far": FixedAttack(clf, x), "near": FixedAttack(clf, near)})
     assert result.worst_case_source == ["near"] and result.worst_case_accuracy == 1.0
+
+
+def test_worst_case_prefers_the_candidate_that_fails_most_often():
+    clf = NoisyClassifier(noise=0.6)
+    x = constant_images([4] * 10)
+    rare = constant_images([4.1] * 10)  # class 4 most of the time
+    often = constant_images([4.6] * 10)  # class 5 most of the time
+    attacks = {"rare": FixedAttack(clf, rare), "often": FixedAttack(clf, often)}
+    result = robust_accuracy(clf, x, np.full(10, 4), attacks, votes=15, seed=0)
+    assert result.worst_case_source == ["often"] * 10
+    assert result.attack_vote_accuracy["rare"] > result.attack_vote_accuracy["often"]
 
 
 # ---------------------------------------------------------------- randomness: fresh draws, seeds, votes

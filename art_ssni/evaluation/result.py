@@ -19,8 +19,11 @@ class RobustAccuracyResult:
     :param n: number of evaluated samples.
     :param clean_accuracy: one-shot accuracy on the clean inputs.
     :param attack_accuracy: ``{attack name: one-shot accuracy on that attack's adversarial examples}``.
+    :param clean_vote_accuracy: accuracy of the majority vote over ``votes`` predictions of the clean inputs.
+    :param attack_vote_accuracy: ``{attack name: majority-vote accuracy on that attack's adversarial examples}``.
     :param worst_case_accuracy: one-shot accuracy, with fresh randomness, on the per-sample worst case (for each
-        sample, the candidate -- clean input or one attack's output -- with the lowest true-class margin).
+        sample, the candidate -- clean input or one attack's output -- misclassified most often over ``votes``
+        predictions, ties to the lowest mean true-class margin).
     :param worst_case_vote_accuracy: accuracy of the majority vote over ``votes`` fresh purifications of the same
         worst-case inputs (equal to ``worst_case_accuracy`` when ``votes == 1``).
     :param votes: number of purifications in the vote.
@@ -36,6 +39,8 @@ class RobustAccuracyResult:
     n: int
     clean_accuracy: float
     attack_accuracy: dict[str, float]
+    clean_vote_accuracy: float
+    attack_vote_accuracy: dict[str, float]
     worst_case_accuracy: float
     worst_case_vote_accuracy: float
     votes: int
@@ -65,6 +70,11 @@ class RobustAccuracyResult:
         """A one-line-per-number text summary (percentages)."""
         lines = [f"n = {self.n}", f"clean: {100 * self.clean_accuracy:.1f} %"]
         lines += [f"{name}: {100 * acc:.1f} %" for name, acc in self.attack_accuracy.items()]
+        if self.votes > 1:
+            lines.append(f"clean (vote of {self.votes}): {100 * self.clean_vote_accuracy:.1f} %")
+            lines += [
+                f"{name} (vote of {self.votes}): {100 * acc:.1f} %" for name, acc in self.attack_vote_accuracy.items()
+            ]
         lines.append(f"worst case (one-shot): {100 * self.worst_case_accuracy:.1f} %")
         lines.append(f"worst case (vote of {self.votes}): {100 * self.worst_case_vote_accuracy:.1f} %")
         return "\n".join(lines)

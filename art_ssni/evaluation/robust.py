@@ -44,12 +44,17 @@ def robust_accuracy(
 ) -> RobustAccuracyResult:
     """Run every attack, keep each sample's worst case, and judge it again with fresh randomness.
 
-    Procedure: (1) one-shot prediction on clean ``x``; (2) for each attack, in order, ``attack.generate(x, y)`` and a
-    one-shot prediction on its output; (3) per sample, the worst case is the candidate (clean input or an attack's
-    output) with the lowest true-class margin in its own prediction -- any candidate that fooled the defence beats
-    every one that did not; (4) the worst cases are predicted again with fresh randomness, once (one-shot verdict)
-    and ``votes`` times (majority vote, ties to the smallest label). Randomness is fresh in every prediction because
-    the defence's random stream keeps running; ``seed`` seeds torch's and numpy's global generators for the run
+    Procedure: (1) every candidate -- the clean ``x``, then each attack's ``generate(x, y)`` output in order -- is
+    predicted ``votes`` times; its first prediction is its one-shot verdict (``clean_accuracy``,
+    ``attack_accuracy``), the majority over all ``votes`` its voted verdict (``clean_vote_accuracy``,
+    ``attack_vote_accuracy``); (2) per sample, the worst case is the candidate misclassified in the largest share of
+    those predictions, ties broken by the lowest mean true-class margin, then by order (with ``votes=1``: any
+    candidate that fooled the defence beats every one that did not, then the lowest margin wins); (3) the worst cases
+    are predicted again with fresh randomness, once (``worst_case_accuracy``) and ``votes`` times with a majority
+    vote (``worst_case_vote_accuracy``; ties to the smallest label). Step (3) removes the selection bias of step (2)
+    (picking the luckiest draw for the attacker), so for a randomized defence the worst case can exceed the one-shot
+    accuracy of a single attack; more ``votes`` select better. Randomness is fresh in every prediction because the
+    defence's random stream keeps running; ``seed`` seeds torch's and numpy's global generators for the run
     (restored afterwards), which drive defences and attacks without seeds of their own.
 
     :param defended: an ART classifier (e.g. ``PyTorchClassifier`` with an ``SSNIPreprocessor``) whose ``predict``
@@ -91,44 +96,50 @@ def robust_accuracy(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             np.random.seed(int(seed))
-            clean_logits = predict(x)
             candidates = {"clean": x}
-            cand_margin = {"clean": margins(clean_logits, labels)}
-            attack_correct: dict[str, list[bool]] = {}
-            attack_accuracy: dict[str, float] = {}
             for name, attack in attacks.items():
                 x_adv = np.asarray(attack.generate(x=x.copy(), y=labels.copy()), dtype=np.float32)
                 if x_adv.shape != x.shape:
                     raise ValueError(f"attacks[{name!r}] returned shape {x_adv.shape}, expected {x.shape}.")
-                m = margins(predict(x_adv), labels)
-                candidates[name], cand_margin[name] = x_adv, m
-                attack_correct[name] = [bool(v) for v in m > 0]
-                attack_accuracy[name] = float(np.mean(m > 0))
+                candidates[name] = x_adv
             names = list(candidates)
-            stacked = np.stack([cand_margin[k] for k in names])  # (A + 1, N)
-            pick = stacked.argmin(axis=0)  # first minimum: earlier candidates win ties
+            preds, wrong_rate, mean_margin = {}, [], []
+            for name in names:
+                logits = [predict(candidates[name]) for _ in range(int(votes))]
+                preds[name] = np.stack([np.argmax(v, axis=1) for v in logits])  # (votes, N)
+                wrong_rate.append((preds[name] != labels).mean(axis=0))
+                mean_margin.append(np.mean([margins(v, labels) for v in logits], axis=0))
+            # worst case: largest misclassified share, then lowest mean margin, then first candidate
+            order = np.lexsort(
+                (np.arange(len(names))[:, None].repeat(len(x), 1), np.stack(mean_margin), -np.stack(wrong_rate)), axis=0
+            )
+            pick = order[0]
             x_worst = np.stack([candidates[names[k]][i] for i, k in enumerate(pick)])
             one_shot = np.argmax(predict(x_worst), axis=1) == labels
             if votes == 1:
                 voted = one_shot
             else:
-                preds = np.stack([np.argmax(predict(x_worst), axis=1) for _ in range(int(votes))])
-                voted = majority_vote(preds, nb_classes) == labels
+                fresh = np.stack([np.argmax(predict(x_worst), axis=1) for _ in range(int(votes))])
+                voted = majority_vote(fresh, nb_classes) == labels
     finally:
         np.random.set_state(np_state)
-    clean_correct = np.argmax(clean_logits, axis=1) == labels
+    first = {name: preds[name][0] == labels for name in names}
+    vote = {name: majority_vote(preds[name], nb_classes) == labels for name in names}
+    attack_names = names[1:]
     return RobustAccuracyResult(
         n=int(x.shape[0]),
-        clean_accuracy=float(clean_correct.mean()),
-        attack_accuracy=attack_accuracy,
+        clean_accuracy=float(first["clean"].mean()),
+        attack_accuracy={k: float(first[k].mean()) for k in attack_names},
         worst_case_accuracy=float(one_shot.mean()),
         worst_case_vote_accuracy=float(voted.mean()),
         votes=int(votes),
         seed=int(seed),
-        clean_correct=[bool(v) for v in clean_correct],
-        attack_correct=attack_correct,
+        clean_correct=[bool(v) for v in first["clean"]],
+        attack_correct={k: [bool(v) for v in first[k]] for k in attack_names},
         worst_case_correct=[bool(v) for v in one_shot],
         worst_case_vote_correct=[bool(v) for v in voted],
         worst_case_source=[names[k] for k in pick],
         worst_case_inputs=x_worst,
+        clean_vote_accuracy=float(vote["clean"].mean()),
+        attack_vote_accuracy={k: float(vote[k].mean()) for k in attack_names},
     )
