@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default: %(default)s)")
     ev.add_argument("--gradient", choices=["exact", "surrogate"], default="exact",
                     help="attack gradient through the purifier (default: %(default)s)")
+    ev.add_argument("--base", choices=["diffpure", "gns", "gdmp"], default="diffpure",
+                    help="base purification method: 'diffpure', 'ssni-n', 'ssni-l' in --defences become the base "
+                    "and its SSNI variants (e.g. gns, gns+ssni-n, gns+ssni-l) (default: %(default)s)")
+    ev.add_argument("--checkpoint", action="store_true",
+                    help="checkpoint every reverse step (bounded memory for big images; slower)")
     ev.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
     ev.add_argument("--out", type=Path, default=Path("results/evaluate"), help="output folder (default: %(default)s)")
     ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default: %(default)s)")
@@ -261,13 +266,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         reference = ReferenceStats.from_json(args.reference)
     elif args.diffusion is not None or args.data is not None:
         reference = None  # the zoo's statistics belong to the zoo's model and data: calibrate instead
-    t_star = args.t_star or models.t_star
+    defences = [_with_base(name, args.base) for name in args.defences]
+    t_star = args.t_star or (36 if args.base == "gdmp" else models.t_star)
     eps = args.eps or models.eps
     defence_kwargs: dict[str, Any] = dict(
         t_star=t_star, bias=args.bias, tau=args.tau, sampler=args.sampler, eta=args.eta, seed=args.seed,
-        gradient=args.gradient, checkpoint=True, steps=args.steps if args.sampler == "ddim" else None,
+        gradient=args.gradient, checkpoint=args.checkpoint, steps=args.steps if args.sampler == "ddim" else None,
     )
-    needs_reference = any(d not in ("none", "diffpure") for d in args.defences)
+    if args.base == "gdmp":
+        from art_ssni.ssni.bases import gdmp_scale_for
+
+        defence_kwargs["gdmp_scale"] = gdmp_scale_for(x.shape[1:])
+    needs_reference = any(d not in ("none", "diffpure", "gns", "gdmp") for d in defences)
     if needs_reference and reference is None:
         if args.data is None:
             raise CLIError("--reference is needed with --diffusion (run art-ssni calibrate first)")
@@ -281,7 +291,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     rows = compare_defences(
-        classifier, diffusion, x, y, defences=args.defences, attacks=args.attack, reference=reference,
+        classifier, diffusion, x, y, defences=defences, attacks=args.attack, reference=reference,
         nb_classes=int(models.nb_classes if args.classifier is None else int(np.max(y)) + 1),
         clip_values=models.clip_values, defence_kwargs=defence_kwargs, attack_kwargs=attack_kwargs,
         votes=args.votes, seed=args.seed, device_type="gpu" if args.device == "cuda" else "cpu",
@@ -294,7 +304,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "settings": {
             "zoo": args.zoo, "diffusion": str(args.diffusion) if args.diffusion else f"zoo:{args.zoo}",
             "classifier": args.classifier or f"zoo:{args.zoo}", "n_images": int(len(x)), "seed": args.seed,
-            "defences": args.defences, "attacks": args.attack, "attack": attack_kwargs, "defence": defence_kwargs,
+            "base": args.base, "defences": defences, "attacks": args.attack, "attack": attack_kwargs, "defence": defence_kwargs,
             "votes": args.votes, "reference": reference.to_dict() if reference else None,
         },
         "versions": _versions(),
@@ -306,6 +316,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         _evaluate_plots(rows, args.out, t_star)
     print(f"wrote {args.out / 'results.json'} ({seconds:.0f} s)")
     return 0
+
+
+def _with_base(name: str, base: str) -> str:
+    """``diffpure`` / ``ssni-n`` / ``ssni-l`` on another base: its registry name (``gns``, ``gns+ssni-n`` ...)."""
+    if base == "diffpure" or name not in ("diffpure", "ssni-n", "ssni-l"):
+        return name
+    return base if name == "diffpure" else f"{base}+{name}"
 
 
 def _print_table(rows: Sequence[Any]) -> None:

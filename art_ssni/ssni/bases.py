@@ -55,9 +55,11 @@ __all__ = [
     "BASES",
     "GDMP_DISTANCES",
     "GDMP_EPS_REF",
+    "GDMP_CIFAR10_SCALE",
     "GNS_STAGES",
     "base_nfe",
     "check_base_params",
+    "gdmp_scale_for",
     "diffpure",
     "gdmp",
     "gdmp_guidance_strength",
@@ -195,6 +197,18 @@ def _distance_grad(x: torch.Tensor, y: torch.Tensor, distance: str) -> torch.Ten
         d = 1.0 - _ssim(x_in, y_in)
         (grad,) = torch.autograd.grad(d.sum(), x_in, create_graph=create_graph)
     return grad
+
+
+GDMP_CIFAR10_SCALE = 60000.0
+
+
+def gdmp_scale_for(image_shape: Sequence[int], cifar10_scale: float = GDMP_CIFAR10_SCALE) -> float:
+    """The guidance scale that keeps CIFAR-10's per-pixel pull on images of ``(C, H, W)`` ``image_shape``.
+
+    ``scale · C·H·W / 3072``: e.g. 1250 for ``(1, 8, 8)`` digits (see the module docstring, eq. (6)).
+    """
+    pixels = math.prod(int(d) for d in image_shape)
+    return float(cifar10_scale) * pixels / 3072.0
 
 
 def gdmp_guidance_strength(
