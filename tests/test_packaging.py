@@ -75,12 +75,14 @@ def _requirement(name: str) -> str:
     [
         ("adversarial-robustness-toolbox", "testenv:art-{oldest,newest}"),
         ("diffusers", "testenv:diffusers-{oldest,newest}"),
+        ("torch", "testenv:torch-oldest"),
     ],
 )
 def test_declared_lower_bound_is_the_oldest_release_the_matrix_tests(package: str, section: str):
     deps = _lines(_tox()[section]["deps"])
-    oldest = [d.split(":", 1)[1].strip() for d in deps if d.startswith("oldest:")]
-    assert len(oldest) == 1 and oldest[0].startswith(f"{package}=="), deps
+    pins = [d.split(":", 1)[1].strip() if d.startswith("oldest:") else d for d in deps if "newest:" not in d]
+    oldest = [d for d in pins if d.startswith(f"{package}==")]
+    assert len(oldest) == 1, deps
     pinned = Version(oldest[0].split("==", 1)[1])
     requirement = _requirement(package)
     match = re.fullmatch(rf"{re.escape(package)}>=([0-9.]+)", requirement)
