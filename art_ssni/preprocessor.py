@@ -209,7 +209,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             raise ValueError(f"score_steps must be an int in [1, {n}], got {self.score_steps!r}.")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}.")
-        if self.sampler == "ddim" and (not _is_int(self.steps) or self.steps < 1):
+        if self.sampler == "ddim" and (self.steps is None or not _is_int(self.steps) or self.steps < 1):
             raise ValueError(f"steps must be an int >= 1 when sampler='ddim', got {self.steps!r}.")
         if self.sampler == "ddpm" and self.steps is not None:
             raise ValueError(f"steps must be None when sampler='ddpm' (one step per level), got {self.steps!r}.")
@@ -415,10 +415,10 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         g = self._generator
         kwargs = dict(sampler=self.sampler, steps=self.steps, eta=float(self.eta), generator=g)
         if not torch.is_grad_enabled() or not xm.requires_grad or self.gradient == "exact":
-            return self._purify_base(xm, t, checkpoint=self.checkpoint, **kwargs)  # type: ignore[arg-type]
+            return self._purify_base(xm, t, checkpoint=self.checkpoint, **kwargs)
         noise = torch.randn(xm.shape, generator=g, device=xm.device, dtype=xm.dtype)
         with torch.no_grad():
-            real = self._purify_base(xm, t, noise=noise, **kwargs)  # type: ignore[arg-type]
+            real = self._purify_base(xm, t, noise=noise, **kwargs)
         if self.gradient == "bpda":
             # BPDA (Athalye et al. 2018): forward value of the purifier, identity gradient.
             return xm + (real - xm).detach()

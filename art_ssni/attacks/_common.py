@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from art.utils import check_and_transform_label_format
@@ -26,6 +26,10 @@ def norm_name(norm: Any) -> str | int | None:
     return 2 if norm == 2 else None
 
 
+@overload
+def find_preprocessor(estimator: Any, *, required: Literal[True] = ...) -> SSNIPreprocessor: ...
+@overload
+def find_preprocessor(estimator: Any, *, required: bool) -> SSNIPreprocessor | None: ...
 def find_preprocessor(estimator: Any, *, required: bool = True) -> SSNIPreprocessor | None:
     """The :class:`~art_ssni.SSNIPreprocessor` among ``estimator.preprocessing_operations`` (by ``isinstance``).
 

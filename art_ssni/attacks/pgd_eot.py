@@ -76,7 +76,7 @@ class PGDEOT(EvasionAttack):
         "seed",
         "verbose",
     ]
-    _estimator_requirements = (BaseEstimator, LossGradientsMixin, ClassifierMixin)
+    _estimator_requirements: tuple[type, ...] = (BaseEstimator, LossGradientsMixin, ClassifierMixin)
 
     def __init__(
         self,
@@ -164,6 +164,8 @@ class PGDEOT(EvasionAttack):
                 raise ValueError(f"y must have {x.shape[0]} labels (one per sample of x), got {labels.shape[0]}.")
         one_hot = np.eye(nb_classes, dtype=np.float32)[labels]
         norm = norm_name(self.norm)
+        if norm is None:  # _check_params refuses it at construction; set_params could still change it
+            raise ValueError(f"norm must be 'inf' or 2, got {self.norm!r}.")
         clip = (float(self.estimator.clip_values[0]), float(self.estimator.clip_values[1]))
         rng = np.random.default_rng(self.seed)
         out = np.empty_like(x)

@@ -145,7 +145,7 @@ class ScoreAwarePGD(PGDEOT):
     # ------------------------------------------------------------------ helpers
     @property
     def _pre(self) -> SSNIPreprocessor:
-        return find_preprocessor(self.estimator)  # type: ignore[return-value]
+        return find_preprocessor(self.estimator)
 
     def _setup(self) -> None:
         pre = self._pre
@@ -180,6 +180,8 @@ class ScoreAwarePGD(PGDEOT):
         """Pre-activation of the reweighting, eq. (2) of the class docstring."""
         pre = self._pre
         ref = pre.reference
+        if ref is None:
+            raise ValueError("estimator: the SSNIPreprocessor has no reference statistics; fit it first.")
         if pre.reweight == "sigmoid":
             return (norms - ref.mean) / resolve_tau(ref, pre.tau)
         return (norms - ref.min) / (ref.max - ref.min)

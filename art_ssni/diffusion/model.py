@@ -17,13 +17,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import safetensors.torch  # noqa: F401 -- diffusers 0.29-0.32 call safetensors.torch.* without importing it
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin
 from safetensors import safe_open
+
+if TYPE_CHECKING:  # diffusers' lazy top-level module shows type checkers placeholder classes: name the real ones
+    from diffusers.models.unets.unet_2d import UNet2DModel
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+else:
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 __all__ = ["DiffusionModel", "default_scheduler"]
 
@@ -63,11 +69,16 @@ class DiffusionModel(torch.nn.Module):
     flow to the *inputs*, which is what attacks need.
     """
 
+    unet: UNet2DModel
+    scheduler: Any  # a diffusers scheduler, duck-typed: alphas_cumprod, config.prediction_type, save_pretrained
+    alphas_cumprod: torch.Tensor  # (N,) float32 buffer
+
     def __init__(self, unet: UNet2DModel, scheduler: ConfigMixin | None = None) -> None:
         super().__init__()
         if not isinstance(unet, torch.nn.Module) or not hasattr(unet, "config"):
             raise TypeError(f"unet must be a diffusers UNet2DModel, got {type(unet).__name__}.")
         scheduler = default_scheduler() if scheduler is None else scheduler
+        config: Any = unet.config
         if not hasattr(scheduler, "alphas_cumprod"):
             raise TypeError(
                 f"scheduler must be a diffusers scheduler with alphas_cumprod, got {type(scheduler).__name__}."
@@ -75,8 +86,8 @@ class DiffusionModel(torch.nn.Module):
         prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
         if prediction_type != "epsilon":
             raise ValueError(f"scheduler.prediction_type must be 'epsilon', got {prediction_type!r}.")
-        in_channels = int(unet.config.in_channels)
-        out_channels = int(unet.config.out_channels)
+        in_channels = int(config.in_channels)
+        out_channels = int(config.out_channels)
         if out_channels not in (in_channels, 2 * in_channels):
             raise ValueError(
                 f"unet.out_channels must equal in_channels (ε) or twice it (ε and variance), got {out_channels} "
@@ -137,7 +148,7 @@ class DiffusionModel(torch.nn.Module):
                 f"{len(missing)} parameter(s) missing (e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected "
                 f"(e.g. {sorted(unexpected)[:3]})."
             )
-        scheduler: ConfigMixin
+        scheduler: Any
         sched_file = sched_dir / "scheduler_config.json"
         if sched_file.is_file():
             config = _read_json_object(sched_file)
@@ -167,11 +178,13 @@ class DiffusionModel(torch.nn.Module):
 
     @property
     def in_channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        config: Any = self.unet.config
+        return int(config.in_channels)
 
     @property
     def sample_size(self) -> int:
-        size = self.unet.config.sample_size
+        config: Any = self.unet.config
+        size = config.sample_size
         return int(size[0] if isinstance(size, (tuple, list)) else size)
 
     @property

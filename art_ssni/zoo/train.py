@@ -87,7 +87,7 @@ def _train_unet(
     unet = make_digits_unet().train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     scheduler = default_scheduler()
-    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float32)  # type: ignore[attr-defined]
+    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float32)
     n_timesteps = abar.shape[0]
     data = DiffusionModel.to_model_space(torch.from_numpy(x_train))
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
@@ -126,7 +126,7 @@ def _train_unet(
         losses.append(float(loss.detach()))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    return DiffusionModel(ema, scheduler), losses  # type: ignore[arg-type]
+    return DiffusionModel(ema, scheduler), losses
 
 
 def _train_classifier(
