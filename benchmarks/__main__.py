@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="torch.set_num_threads (default: torch's, which follows OMP_NUM_THREADS)",
     )
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement (default 3; quick 1)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed rounds per measurement (default 3, scaling sweeps 5; quick 1)"
+    )
     p.add_argument("--batch", type=int, default=None, help="B of the engine comparison (default 64; quick 8)")
     p.add_argument(
         "--cifar-batch",
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("repeats", "batch", "cifar_batch"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    if args.repeats is not None:
+        overrides["scaling_repeats"] = args.repeats
     try:
         cfg = BenchConfig.quick_config(**overrides) if args.quick else BenchConfig(**overrides)
         results = run_benchmarks(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -60,6 +60,7 @@ class BenchConfig:
     :param cifar_batch: ``B`` of the CIFAR-sized overhead measurement (0 skips the CIFAR-sized model).
     :param scaling_batches: batch sizes of the batch sweep (at level ``scaling_batch_level``).
     :param scaling_levels: levels of the level sweep (at batch ``scaling_level_batch``).
+    :param scaling_repeats: timed rounds of the scaling sweeps (short calls: more rounds).
     :param opt_batches: UNet batch sizes of the optimisation comparison.
     :param compile: also measure ``torch.compile`` (slow to compile on CPU).
     """
@@ -74,9 +75,10 @@ class BenchConfig:
     ddim_steps: int = 10
     cifar_batch: int = 2
     scaling_batches: tuple[int, ...] = (8, 16, 32, 64)
-    scaling_batch_level: int = 50
-    scaling_levels: tuple[int, ...] = (25, 50, 100, 200)
+    scaling_batch_level: int = 25
+    scaling_levels: tuple[int, ...] = (20, 40, 80, 160)
     scaling_level_batch: int = 16
+    scaling_repeats: int = 5
     opt_batches: tuple[int, ...] = (1, 64)
     opt_repeats: int = 20
     compile: bool = False
@@ -96,13 +98,14 @@ class BenchConfig:
             scaling_batch_level=5,
             scaling_levels=(5, 10, 20),
             scaling_level_batch=4,
+            scaling_repeats=1,
             opt_batches=(1, 8),
             opt_repeats=3,
         )
         return replace(base, **overrides)
 
     def __post_init__(self) -> None:
-        for name in ("repeats", "batch", "t_star", "score_steps", "ddim_steps", "opt_repeats"):
+        for name in ("repeats", "batch", "t_star", "score_steps", "ddim_steps", "opt_repeats", "scaling_repeats"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
@@ -451,7 +454,7 @@ def scaling_section(bm: BenchModel, cfg: BenchConfig, device: torch.device) -> d
     with torch.inference_mode():
         x = bm.batch(max(b for _, b, _ in points))
         purify(model, x, torch.full((x.shape[0],), 2, device=device), generator=_gen(device, 0))
-    timed = time_interleaved(fns, cfg.repeats, device, warmup=False)
+    timed = time_interleaved(fns, cfg.scaling_repeats, device, warmup=False)
     rows = []
     for (sweep, b, lv), name in zip(points, fns, strict=True):
         rows.append(
