@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -448,7 +449,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             m = int(self.eot_samples)
             xm, t = xm.repeat_interleave(m, dim=0), t.repeat_interleave(m, dim=0)
             y = y.repeat_interleave(m, dim=0) if isinstance(y, torch.Tensor) else np.repeat(y, m, axis=0)
-        starts = range(0, xm.shape[0], self.batch_size)
+        starts: Iterable[int] = range(0, xm.shape[0], self.batch_size)
         if self.verbose:
             starts = tqdm(starts, desc="SSNI purification", unit="chunk")
         out = torch.cat([self._purify_chunk(xm[i : i + self.batch_size], t[i : i + self.batch_size]) for i in starts])
