@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -550,10 +551,20 @@ def _compiled(
 ) -> dict[str, Any]:
     """``torch.compile`` of a copy of the UNet: the first call at ``B`` rows (compilation), the first call at
     ``B - 1`` rows (the recompilation a new row count triggers, as in the masked engine), then compiled and eager
-    calls at ``B`` rows timed interleaved."""
+    calls at ``B`` rows timed interleaved. Compilation is *cold*: inductor writes to a fresh temporary cache folder
+    and its FX-graph cache is off, so an earlier run's cache does not shorten it."""
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()
     compiled = torch.compile(copy.deepcopy(unet))
+    old_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     try:
-        with torch.inference_mode():
+        with (
+            tempfile.TemporaryDirectory() as cache,
+            inductor_config.patch(fx_graph_cache=False),
+            torch.inference_mode(),
+        ):
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
             compile_s, out = time_call(lambda: compiled(x, ts).sample, device)
             recompile_s = None
             if x.shape[0] > 1:
@@ -566,6 +577,11 @@ def _compiled(
             timed = time_interleaved({"compiled": run, "eager": eager}, cfg.opt_repeats, device)
     except Exception as err:  # noqa: BLE001 - report any backend failure (no compiler, unsupported op) as a result
         return {"error": f"{type(err).__name__}: {err}"[:300]}
+    finally:
+        if old_cache is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = old_cache
     return {
         **_timing(timed["compiled"]),
         "eager_median_same_rounds": timed["eager"]["median"],
