@@ -15,12 +15,15 @@ Both samplers are the generalised DDIM update (Song et al. 2021, eq. 12) on a pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from art_ssni.diffusion.model import DiffusionModel
 
-__all__ = ["SAMPLERS", "level_schedule", "num_steps", "purify", "reverse_step"]
+__all__ = ["SAMPLERS", "StepFunction", "level_schedule", "num_steps", "purify", "reverse_loop", "reverse_step"]
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -154,10 +157,48 @@ def purify(
         raise ValueError(
             f"noise must be a floating tensor on x's device {x.device}, got {noise.dtype} on {noise.device}."
         )
-    step_eta = 1.0 if sampler == "ddpm" else float(eta)
+
+    def step(rows: torch.Tensor, x_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eta_: float, z: Any):
+        return reverse_step(model, x_rows, a, b, eta_, z, clip_denoised)
 
     # (6) forward diffusion to each sample's own level: t_i = 0 leaves x_i as it is.
     xt = model.add_noise(x, t, noise.to(x.dtype))
+    return reverse_loop(
+        xt, t, step, sampler=sampler, steps=steps, eta=eta, generator=generator, checkpoint=checkpoint
+    )
+
+
+#: ``step(rows, x_rows, level_from, level_to, eta, noise, *extra_noise) -> new x_rows``: one batched reverse step of
+#: the rows ``rows`` (indices into the batch) of a :func:`reverse_loop`.
+StepFunction = Callable[..., torch.Tensor]
+
+
+def reverse_loop(
+    xt: torch.Tensor,
+    t: torch.Tensor,
+    step: StepFunction,
+    *,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 1.0,
+    generator: torch.Generator | None = None,
+    checkpoint: bool = False,
+    extra_noise: int = 0,
+) -> torch.Tensor:
+    """The masked batched loop shared by every reverse process (plain and guided): per-sample level grids, one
+    ``step`` call per iteration on the rows that still have steps left, results written back out of place.
+
+    :param xt: ``(B, C, H, W)`` samples at their starting levels ``t`` (model space).
+    :param t: ``(B,)`` long starting levels.
+    :param step: the reverse step (see :data:`StepFunction`); it receives the step noise ``z`` drawn here from
+        ``generator`` (``None`` when the step is deterministic) and ``extra_noise`` more standard Gaussian tensors
+        of the rows' shape. All draws happen here, outside the step, so that a checkpointed step recomputes with the
+        same noise (``torch.utils.checkpoint`` restores the global RNG, not an explicit generator).
+    :param checkpoint: run each ``step`` under ``torch.utils.checkpoint`` when gradients are enabled.
+    :param extra_noise: number of additional noise tensors drawn per iteration (after ``z``) and passed to ``step``.
+    :return: ``(B, C, H, W)`` samples at level 0.
+    """
+    step_eta = 1.0 if sampler == "ddpm" else float(eta)
     levels = level_schedule(t, sampler=sampler, steps=steps)
     n = num_steps(t, sampler=sampler, steps=steps)
     for m in range(levels.shape[1] - 1):
@@ -165,11 +206,13 @@ def purify(
         a, b = levels[rows, m], levels[rows, m + 1]
         z = None
         if step_eta > 0:
-            z = torch.randn((rows.numel(), *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+            z = torch.randn((rows.numel(), *xt.shape[1:]), generator=generator, device=xt.device, dtype=xt.dtype)
+        shape = (rows.numel(), *xt.shape[1:])
+        extras = [torch.randn(shape, generator=generator, device=xt.device, dtype=xt.dtype) for _ in range(extra_noise)]
         x_rows = xt.index_select(0, rows)
         if checkpoint and torch.is_grad_enabled():
-            new = _checkpoint(reverse_step, model, x_rows, a, b, step_eta, z, clip_denoised, use_reentrant=False)
+            new = _checkpoint(step, rows, x_rows, a, b, step_eta, z, *extras, use_reentrant=False)
         else:
-            new = reverse_step(model, x_rows, a, b, step_eta, z, clip_denoised)
+            new = step(rows, x_rows, a, b, step_eta, z, *extras)
         xt = xt.index_copy(0, rows, new)  # out of place: keeps the graph intact
     return xt

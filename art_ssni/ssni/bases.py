@@ -46,10 +46,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.diffusion.sampling import level_schedule, num_steps, purify, reverse_step
+from art_ssni.diffusion.sampling import num_steps, purify, reverse_loop, reverse_step
 
 __all__ = [
     "BASES",
@@ -261,25 +260,17 @@ def _guided_purify(
     checkpoint: bool,
 ) -> torch.Tensor:
     """One GDMP iteration: noise ``x_start`` to ``t_i``, guided batched reverse to 0 toward ``target``."""
+
+    def step(rows: torch.Tensor, x_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eta_: float, z: Any,
+             z_target: torch.Tensor) -> torch.Tensor:
+        # z_target: the noise of the target y_a (eq. 2), drawn by the loop after the step noise
+        target_rows = target.index_select(0, rows)
+        return _guided_step(model, x_rows, target_rows, a, b, eta_, z, z_target, float(scale), distance, clip_denoised)
+
     xt = model.add_noise(x_start, t, noise)
-    levels = level_schedule(t, sampler=sampler, steps=steps)
-    n = num_steps(t, sampler=sampler, steps=steps)
-    step_eta = 1.0 if sampler == "ddpm" else float(eta)
-    for m in range(levels.shape[1] - 1):
-        rows = (n > m).nonzero().squeeze(1)
-        a, b = levels[rows, m], levels[rows, m + 1]
-        z = None
-        if step_eta > 0:
-            z = torch.randn((rows.numel(), *xt.shape[1:]), generator=generator, device=xt.device, dtype=xt.dtype)
-        z_target = torch.randn((rows.numel(), *xt.shape[1:]), generator=generator, device=xt.device, dtype=xt.dtype)
-        args = (model, xt.index_select(0, rows), target.index_select(0, rows), a, b, step_eta, z, z_target)
-        extra = (float(scale), distance, clip_denoised)
-        if checkpoint and torch.is_grad_enabled():
-            new = _checkpoint(_guided_step, *args, *extra, use_reentrant=False)
-        else:
-            new = _guided_step(*args, *extra)
-        xt = xt.index_copy(0, rows, new)
-    return xt
+    return reverse_loop(
+        xt, t, step, sampler=sampler, steps=steps, eta=eta, generator=generator, checkpoint=checkpoint, extra_noise=1
+    )
 
 
 def gdmp(
