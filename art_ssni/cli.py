@@ -67,11 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Clean and robust accuracy of each defence under the project's adaptive attacks (per-sample "
         "worst case over attacks). Defaults to the shipped digits zoo; writes results.json and PNG plots.",
     )
-    ev.add_argument("--defences", type=_csv, default=["none", "diffpure", "ssni-n", "ssni-l"],
-                    help="comma-separated: 'none' and/or registered defence names (default: %(default)s)")
-    ev.add_argument("--attack", type=_csv, default=["pgd-eot", "score-aware"],
-                    help="comma-separated attacks among pgd-eot, bpda-eot, score-aware, score-aware-st; each defence "
-                    "gets the applicable ones (default: %(default)s)")
+    ev.add_argument(
+        "--defences",
+        type=_csv,
+        default=["none", "diffpure", "ssni-n", "ssni-l"],
+        help="comma-separated: 'none' and/or registered defence names (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--attack",
+        type=_csv,
+        default=["pgd-eot", "score-aware"],
+        help="comma-separated attacks among pgd-eot, bpda-eot, score-aware, score-aware-st; each defence "
+        "gets the applicable ones (default: %(default)s)",
+    )
     ev.add_argument("--n-images", type=_positive_int, default=32, help="test images evaluated (default: %(default)s)")
     ev.add_argument("--eps", type=_positive_float, default=None, help="attack budget (default: the zoo's, 0.2 ℓ∞)")
     ev.add_argument("--norm", choices=["inf", "2"], default="inf", help="attack norm (default: %(default)s)")
@@ -82,26 +90,49 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--t-star", type=_positive_int, default=None, help="base noise level t* (default: the zoo's)")
     ev.add_argument("--tau", type=_positive_float, default=None, help="SSNI-N temperature (default: reference std)")
     ev.add_argument("--bias", type=float, default=5.0, help="reweighting bias b (default: %(default)s)")
-    ev.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim",
-                    help="reverse sampler of the purifier (default: %(default)s)")
+    ev.add_argument(
+        "--sampler",
+        choices=["ddpm", "ddim"],
+        default="ddim",
+        help="reverse sampler of the purifier (default: %(default)s)",
+    )
     ev.add_argument("--steps", type=_positive_int, default=10, help="DDIM steps (default: %(default)s)")
     ev.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default: %(default)s)")
-    ev.add_argument("--gradient", choices=["exact", "surrogate"], default="exact",
-                    help="attack gradient through the purifier (default: %(default)s)")
-    ev.add_argument("--base", choices=["diffpure", "gns", "gdmp"], default="diffpure",
-                    help="base purification method: 'diffpure', 'ssni-n', 'ssni-l' in --defences become the base "
-                    "and its SSNI variants (e.g. gns, gns+ssni-n, gns+ssni-l) (default: %(default)s)")
-    ev.add_argument("--checkpoint", action="store_true",
-                    help="checkpoint every reverse step (bounded memory for big images; slower)")
+    ev.add_argument(
+        "--gradient",
+        choices=["exact", "surrogate"],
+        default="exact",
+        help="attack gradient through the purifier (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--base",
+        choices=["diffpure", "gns", "gdmp"],
+        default="diffpure",
+        help="base purification method: 'diffpure', 'ssni-n', 'ssni-l' in --defences become the base "
+        "and its SSNI variants (e.g. gns, gns+ssni-n, gns+ssni-l) (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="checkpoint every reverse step (bounded memory for big images; slower)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: %(default)s)")
     ev.add_argument("--out", type=Path, default=Path("results/evaluate"), help="output folder (default: %(default)s)")
     ev.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default: %(default)s)")
     ev.add_argument("--zoo", default="digits", help="zoo entry giving the default models and data (default: digits)")
     ev.add_argument("--diffusion", type=Path, default=None, help="a local diffusers folder to use instead of the zoo's")
-    ev.add_argument("--classifier", default=None, metavar="MODULE:FACTORY",
-                    help="a Python factory returning your torch classifier (inputs in clip values), instead of the zoo's")
-    ev.add_argument("--data", type=Path, default=None,
-                    help=".npz with x_test, y_test (NCHW, in [0, 1]) and optionally x_train to calibrate on")
+    ev.add_argument(
+        "--classifier",
+        default=None,
+        metavar="MODULE:FACTORY",
+        help="a Python factory returning your torch classifier (inputs in clip values), instead of the zoo's",
+    )
+    ev.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=".npz with x_test, y_test (NCHW, in [0, 1]) and optionally x_train to calibrate on",
+    )
     ev.add_argument("--reference", type=Path, default=None, help="reference stats JSON (art-ssni calibrate)")
     ev.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -112,8 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit reference score-norm statistics on clean images and write them as JSON",
         description="Fit ReferenceStats (mean, std, min, max, quantiles of clean score norms) for SSNI.",
     )
-    cal.add_argument("--images", type=Path, default=None,
-                     help=".npy (N, C, H, W) or .npz (key x or x_train) of clean images in [0, 1] (default: zoo train)")
+    cal.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help=".npy (N, C, H, W) or .npz (key x or x_train) of clean images in [0, 1] (default: zoo train)",
+    )
     cal.add_argument("--diffusion", type=Path, default=None, help="local diffusers folder (default: the zoo's)")
     cal.add_argument("--zoo", default="digits", help="zoo entry for the defaults (default: %(default)s)")
     cal.add_argument("--score-steps", type=_positive_int, default=20, help="T' (default: %(default)s)")
@@ -149,17 +184,24 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--eps", default=None, help="radius, e.g. 8/255 (default: 8/255 Linf, 0.5 L2; digits: the zoo's)")
     lb.add_argument("--n-ex", type=_positive_int, default=512, help="first N test examples (default: %(default)s)")
     lb.add_argument("--defence", default="ssni-n", help="'none' or a registered defence name (default: %(default)s)")
-    lb.add_argument("--attacks", type=_csv, default=["rand-aa", "pgd-eot"],
-                    help="comma-separated among rand-aa, pgd-eot, bpda-eot, score-aware, score-aware-st "
-                    "(default: rand-aa,pgd-eot)")
+    lb.add_argument(
+        "--attacks",
+        type=_csv,
+        default=["rand-aa", "pgd-eot"],
+        help="comma-separated among rand-aa, pgd-eot, bpda-eot, score-aware, score-aware-st (default: rand-aa,pgd-eot)",
+    )
     lb.add_argument("--diffusion", type=Path, default=None, help="local diffusers folder (cifar10: required)")
     lb.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 folder (python/binary batches) or .npz")
     lb.add_argument("--model-dir", type=Path, default=Path("models"), help="RobustBench models (default: models)")
     lb.add_argument("--reference", type=Path, default=None, help="reference stats JSON (default: zoo's, or fitted)")
     lb.add_argument("--n-ref", type=_positive_int, default=5000, help="training images to fit the reference on")
     lb.add_argument("--out", type=Path, default=Path("results/leaderboard"), help="output (default: %(default)s)")
-    lb.add_argument("--iterations", type=_positive_int, default=None, help="iterations of every attack (default: "
-                    "the standard protocol, APGD 100, PGD 200)")
+    lb.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=None,
+        help="iterations of every attack (default: the standard protocol, APGD 100, PGD 200)",
+    )
     lb.add_argument("--eot", type=_positive_int, default=20, help="EOT samples per gradient (default: %(default)s)")
     lb.add_argument("--eps-step", type=_positive_float, default=None, help="PGD step (default: 0.007 at 8/255)")
     lb.add_argument("--votes", type=_positive_int, default=1, help="majority-vote purifications (default: 1)")
@@ -270,8 +312,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     t_star = args.t_star or (36 if args.base == "gdmp" else models.t_star)
     eps = args.eps or models.eps
     defence_kwargs: dict[str, Any] = dict(
-        t_star=t_star, bias=args.bias, tau=args.tau, sampler=args.sampler, eta=args.eta, seed=args.seed,
-        gradient=args.gradient, checkpoint=args.checkpoint, steps=args.steps if args.sampler == "ddim" else None,
+        t_star=t_star,
+        bias=args.bias,
+        tau=args.tau,
+        sampler=args.sampler,
+        eta=args.eta,
+        seed=args.seed,
+        gradient=args.gradient,
+        checkpoint=args.checkpoint,
+        steps=args.steps if args.sampler == "ddim" else None,
     )
     if args.base == "gdmp":
         from art_ssni.ssni.bases import gdmp_scale_for
@@ -286,15 +335,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         reference = SSNIPreprocessor(diffusion, seed=args.seed, device_type=args.device).fit(x_train).reference
     attack_kwargs: dict[str, Any] = dict(
-        norm="inf" if args.norm == "inf" else 2, eps=eps, eps_step=args.eps_step or eps / 4,
-        max_iter=args.iterations, eot_iter=args.eot, seed=args.seed, verbose=not args.quiet,
+        norm="inf" if args.norm == "inf" else 2,
+        eps=eps,
+        eps_step=args.eps_step or eps / 4,
+        max_iter=args.iterations,
+        eot_iter=args.eot,
+        seed=args.seed,
+        verbose=not args.quiet,
     )
     start = time.perf_counter()
     rows = compare_defences(
-        classifier, diffusion, x, y, defences=defences, attacks=args.attack, reference=reference,
+        classifier,
+        diffusion,
+        x,
+        y,
+        defences=defences,
+        attacks=args.attack,
+        reference=reference,
         nb_classes=int(models.nb_classes if args.classifier is None else int(np.max(y)) + 1),
-        clip_values=models.clip_values, defence_kwargs=defence_kwargs, attack_kwargs=attack_kwargs,
-        votes=args.votes, seed=args.seed, device_type="gpu" if args.device == "cuda" else "cpu",
+        clip_values=models.clip_values,
+        defence_kwargs=defence_kwargs,
+        attack_kwargs=attack_kwargs,
+        votes=args.votes,
+        seed=args.seed,
+        device_type="gpu" if args.device == "cuda" else "cpu",
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
     )
     seconds = time.perf_counter() - start
@@ -302,10 +366,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results = {
         "command": "evaluate",
         "settings": {
-            "zoo": args.zoo, "diffusion": str(args.diffusion) if args.diffusion else f"zoo:{args.zoo}",
-            "classifier": args.classifier or f"zoo:{args.zoo}", "n_images": int(len(x)), "seed": args.seed,
-            "base": args.base, "defences": defences, "attacks": args.attack, "attack": attack_kwargs, "defence": defence_kwargs,
-            "votes": args.votes, "reference": reference.to_dict() if reference else None,
+            "zoo": args.zoo,
+            "diffusion": str(args.diffusion) if args.diffusion else f"zoo:{args.zoo}",
+            "classifier": args.classifier or f"zoo:{args.zoo}",
+            "n_images": int(len(x)),
+            "seed": args.seed,
+            "base": args.base,
+            "defences": defences,
+            "attacks": args.attack,
+            "attack": attack_kwargs,
+            "defence": defence_kwargs,
+            "votes": args.votes,
+            "reference": reference.to_dict() if reference else None,
         },
         "versions": _versions(),
         "seconds": seconds,
@@ -332,7 +404,9 @@ def _print_table(rows: Sequence[Any]) -> None:
     for row in rows:
         res = row.result
         cells = [row.defence, f"{100 * res['clean_accuracy']:.1f}"]
-        cells += [f"{100 * res['attack_accuracy'][a]:.1f}" if a in res["attack_accuracy"] else "-" for a in attack_names]
+        cells += [
+            f"{100 * res['attack_accuracy'][a]:.1f}" if a in res["attack_accuracy"] else "-" for a in attack_names
+        ]
         cells.append(f"{100 * res['worst_case_accuracy']:.1f}")
         print("  ".join(f"{c:>14}" for c in cells))
 
@@ -351,7 +425,9 @@ def _evaluate_plots(rows: Sequence[Any], out: Path, t_star: int) -> None:
     ssni = [r for r in rows if r.norms_clean]
     if ssni:
         plots.score_norm_histogram(
-            np.array(ssni[0].norms_clean), np.array(ssni[0].norms_adversarial), out / "score_norms.png",
+            np.array(ssni[0].norms_clean),
+            np.array(ssni[0].norms_adversarial),
+            out / "score_norms.png",
             title=f"Score norms, worst-case attacks on {ssni[0].defence}",
         )
         series = {}
@@ -375,14 +451,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     diffusion = models.diffusion if args.diffusion is None else DiffusionModel.from_pretrained(args.diffusion)
     images = np.asarray(images)
     pre = SSNIPreprocessor(
-        diffusion, score_steps=args.score_steps, batch_size=args.batch_size, seed=args.seed,
+        diffusion,
+        score_steps=args.score_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
         device_type="gpu" if args.device == "cuda" else "cpu",
     )
     reference = pre.fit(images).reference
     assert reference is not None
     reference.to_json(args.out)
-    print(f"{reference.count} images: mean {reference.mean:.4g}, std {reference.std:.4g}, "
-          f"min {reference.min:.4g}, max {reference.max:.4g} -> {args.out}")
+    print(
+        f"{reference.count} images: mean {reference.mean:.4g}, std {reference.std:.4g}, "
+        f"min {reference.min:.4g}, max {reference.max:.4g} -> {args.out}"
+    )
     return 0
 
 
@@ -391,8 +472,12 @@ def _cmd_train_zoo(args: argparse.Namespace) -> int:
 
     _check_out_dir(args.out)
     metrics = train_zoo(
-        args.out, seed=args.seed, unet_steps=args.unet_steps, classifier_epochs=args.classifier_epochs,
-        eval_size=args.eval_size, progress=not args.quiet,
+        args.out,
+        seed=args.seed,
+        unet_steps=args.unet_steps,
+        classifier_epochs=args.classifier_epochs,
+        eval_size=args.eval_size,
+        progress=not args.quiet,
     )
     print(json.dumps(metrics, indent=2, default=str))
     return 0
@@ -404,20 +489,40 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     optional = {"t_star": args.t_star, "steps": args.steps, "surrogate_steps": args.surrogate_steps}
     try:
         info = leaderboard(
-            args.model, dataset=args.dataset, threat_model=args.threat, eps=parse_eps(args.eps) if args.eps else None,
-            n_ex=args.n_ex, defence=args.defence, attacks=args.attacks, diffusion=args.diffusion,
-            data_dir=args.data_dir, model_dir=args.model_dir, reference=args.reference, n_ref=args.n_ref,
-            out=args.out, iterations=args.iterations, eot=args.eot, eps_step=args.eps_step, votes=args.votes,
-            batch_size=args.batch_size, seed=args.seed, device=args.device, progress=not args.quiet,
-            sampler=args.sampler, gradient=args.gradient, **{k: v for k, v in optional.items() if v is not None},
+            args.model,
+            dataset=args.dataset,
+            threat_model=args.threat,
+            eps=parse_eps(args.eps) if args.eps else None,
+            n_ex=args.n_ex,
+            defence=args.defence,
+            attacks=args.attacks,
+            diffusion=args.diffusion,
+            data_dir=args.data_dir,
+            model_dir=args.model_dir,
+            reference=args.reference,
+            n_ref=args.n_ref,
+            out=args.out,
+            iterations=args.iterations,
+            eot=args.eot,
+            eps_step=args.eps_step,
+            votes=args.votes,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.quiet,
+            sampler=args.sampler,
+            gradient=args.gradient,
+            **{k: v for k, v in optional.items() if v is not None},
         )
     except ImportError as err:
         raise CLIError(str(err)) from err
     if int(os.environ.get("RANK", "0")) == 0:
         attacks = ", ".join(f"{name} {acc:.2f}" for name, acc in info["attack_acc"].items())
         print(f"{info['name']}  {args.dataset} {info['threat_model']} eps={info['eps']:.5g}  n={info['n_ex']}")
-        print(f"clean {info['clean_acc']:.2f} %  robust {info['robust_acc']:.2f} %  worst case "
-              f"{info['worst_case_acc']:.2f} %  ({attacks})")
+        print(
+            f"clean {info['clean_acc']:.2f} %  robust {info['robust_acc']:.2f} %  worst case "
+            f"{info['worst_case_acc']:.2f} %  ({attacks})"
+        )
         print(f"wrote {args.out / 'model_info.json'}")
     return 0
 

@@ -43,7 +43,9 @@ class DefenceFactory(Protocol):
 def _preset(**preset: Any) -> DefenceFactory:
     """A factory building an :class:`SSNIPreprocessor` from fixed settings; ``overrides`` win over the preset."""
 
-    def factory(model: DiffusionModel, *, reference: ReferenceStats | None = None, **overrides: Any) -> SSNIPreprocessor:
+    def factory(
+        model: DiffusionModel, *, reference: ReferenceStats | None = None, **overrides: Any
+    ) -> SSNIPreprocessor:
         settings = {**preset, **overrides}
         if settings.get("reweight") == "constant":
             reference = None  # DiffPure never reads reference statistics

@@ -234,7 +234,9 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             or not all(_is_number(v) and math.isfinite(v) for v in self.clip_values)
             or not self.clip_values[0] < self.clip_values[1]
         ):
-            raise ValueError(f"clip_values must be a (min, max) pair of finite numbers with min < max, got {self.clip_values!r}.")
+            raise ValueError(
+                f"clip_values must be a (min, max) pair of finite numbers with min < max, got {self.clip_values!r}."
+            )
         if not _is_int(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):

@@ -28,8 +28,13 @@ def defended(model, images):
     pre = SSNIPreprocessor(model, reweight="sigmoid", t_star=5, score_steps=4, seed=0, device_type="cpu")
     pre.fit(images)
     return PyTorchClassifier(
-        TinyCNN(), loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10, clip_values=(0.0, 1.0),
-        preprocessing_defences=[pre], device_type="cpu",
+        TinyCNN(),
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        preprocessing_defences=[pre],
+        device_type="cpu",
     )
 
 

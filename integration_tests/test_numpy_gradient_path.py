@@ -60,7 +60,13 @@ class NumpySoftmaxClassifier(ClassifierMixin, LossGradientsMixin, BaseEstimator)
 @pytest.mark.parametrize("gradient", ["exact", "surrogate", "bpda"])
 def test_pgd_through_mixed_chain_calls_estimate_gradient(model, images, gradient, monkeypatch):
     pre = SSNIPreprocessor(
-        model, reweight="constant", t_star=4, seed=0, gradient=gradient, surrogate_steps=2, eot_samples=2,
+        model,
+        reweight="constant",
+        t_star=4,
+        seed=0,
+        gradient=gradient,
+        surrogate_steps=2,
+        eot_samples=2,
         device_type="cpu",
     )
     calls = []
@@ -92,8 +98,9 @@ def test_bpda_estimate_gradient_is_identity(model, images):
 def test_exact_estimate_gradient_matches_autograd(model, images):
     import torch
 
-    pre = SSNIPreprocessor(model, reweight="constant", t_star=3, sampler="ddim", steps=3, eta=0.0, seed=0,
-                           device_type="cpu")
+    pre = SSNIPreprocessor(
+        model, reweight="constant", t_star=3, sampler="ddim", steps=3, eta=0.0, seed=0, device_type="cpu"
+    )
     grad = np.ones_like(images)
     pre.reset_generator()
     est = pre.estimate_gradient(images, grad)

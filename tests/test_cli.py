@@ -63,8 +63,18 @@ def test_calibrate_writes_reference(tmp_path):
 
 def test_train_zoo_few_steps(tmp_path):
     out = tmp_path / "zoo"
-    argv = ["train-zoo", "--out", str(out), "--unet-steps", "2", "--classifier-epochs", "1", "--eval-size", "4",
-            "--quiet"]
+    argv = [
+        "train-zoo",
+        "--out",
+        str(out),
+        "--unet-steps",
+        "2",
+        "--classifier-epochs",
+        "1",
+        "--eval-size",
+        "4",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (out / "reference.json").is_file() and (out / "metrics.json").is_file()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_unet
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from art_ssni import DiffusionModel
+from conftest import make_tiny_unet
 
 
 def test_schedule_matches_diffusers(model):
@@ -49,8 +49,14 @@ def test_eps_counts_rows_and_takes_per_sample_timesteps(model):
 
 def test_learned_variance_unet_uses_eps_half():
     unet = UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=2, layers_per_block=1, block_out_channels=(32, 64),
-        norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=8,
+        in_channels=1,
+        out_channels=2,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
     )
     model = DiffusionModel(unet)
     assert model.eps(torch.randn(2, 1, 8, 8), torch.tensor([1, 2])).shape == (2, 1, 8, 8)

@@ -70,7 +70,10 @@ def test_rounding_is_half_up():
 def test_straight_through_has_forward_value_of_rounded_and_gradient():
     norms = torch.tensor([11.0], requires_grad=True)
     t = select_timesteps(norms, REF, reweight="sigmoid", t_star=100, straight_through=True)
-    assert t.dtype == torch.float32 and t.item() == select_timesteps(norms.detach(), REF, reweight="sigmoid", t_star=100).item()
+    assert (
+        t.dtype == torch.float32
+        and t.item() == select_timesteps(norms.detach(), REF, reweight="sigmoid", t_star=100).item()
+    )
     t.sum().backward()
     assert norms.grad is not None and norms.grad.item() > 0
 

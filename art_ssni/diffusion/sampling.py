@@ -163,9 +163,7 @@ def purify(
 
     # (6) forward diffusion to each sample's own level: t_i = 0 leaves x_i as it is.
     xt = model.add_noise(x, t, noise.to(x.dtype))
-    return reverse_loop(
-        xt, t, step, sampler=sampler, steps=steps, eta=eta, generator=generator, checkpoint=checkpoint
-    )
+    return reverse_loop(xt, t, step, sampler=sampler, steps=steps, eta=eta, generator=generator, checkpoint=checkpoint)
 
 
 #: ``step(rows, x_rows, level_from, level_to, eta, noise, *extra_noise) -> new x_rows``: one batched reverse step of

@@ -147,7 +147,11 @@ def compare_defences(
         if name != "none":
             pre = registry.make(name, diffusion, reference=reference, device_type=device_type, **defence_kwargs)
         clf = defended_classifier(
-            classifier, pre, input_shape=tuple(x.shape[1:]), nb_classes=nb_classes, clip_values=clip_values,
+            classifier,
+            pre,
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=nb_classes,
+            clip_values=clip_values,
             device_type=device_type,
         )
         is_ssni = pre is not None and pre.reweight != "constant"

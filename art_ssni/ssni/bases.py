@@ -261,8 +261,15 @@ def _guided_purify(
 ) -> torch.Tensor:
     """One GDMP iteration: noise ``x_start`` to ``t_i``, guided batched reverse to 0 toward ``target``."""
 
-    def step(rows: torch.Tensor, x_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eta_: float, z: Any,
-             z_target: torch.Tensor) -> torch.Tensor:
+    def step(
+        rows: torch.Tensor,
+        x_rows: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        eta_: float,
+        z: Any,
+        z_target: torch.Tensor,
+    ) -> torch.Tensor:
         # z_target: the noise of the target y_a (eq. 2), drawn by the loop after the step noise
         target_rows = target.index_select(0, rows)
         return _guided_step(model, x_rows, target_rows, a, b, eta_, z, z_target, float(scale), distance, clip_denoised)
