@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, ProjectedGradientDescent
-from art.estimators.classification import PyTorchClassifier
 
 from art_ssni import SSNIPreprocessor
+from art_ssni.evaluation.compare import defended_classifier
 
 EPS = 0.1
 EOT = 2
@@ -37,15 +37,7 @@ def setup(model, images):
     )
     pre.fit(images)
     cnn = RowCounter()
-    clf = PyTorchClassifier(
-        cnn,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(1, 8, 8),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        preprocessing_defences=[pre],
-        device_type="cpu",
-    )
+    clf = defended_classifier(cnn, pre, input_shape=(1, 8, 8), nb_classes=10)
     x = images[:3].copy()
     y = np.argmax(clf.predict(x), axis=1)  # attack the defended prediction
     cnn.calls.clear()

@@ -10,19 +10,13 @@ from art.estimators.classification import PyTorchClassifier
 import art_ssni.attacks.score_aware_pgd as sap
 from art_ssni import SSNIPreprocessor
 from art_ssni.attacks import BPDAEOT, PGDEOT, ScoreAwarePGD, find_preprocessor, straight_through_noise
+from art_ssni.evaluation.compare import defended_classifier as art_classifier
 
 
 def linear_classifier(clip=(0.0, 1.0)) -> PyTorchClassifier:
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
-    return PyTorchClassifier(
-        net,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(1, 8, 8),
-        nb_classes=10,
-        clip_values=clip,
-        device_type="cpu",
-    )
+    return art_classifier(net, None, input_shape=(1, 8, 8), nb_classes=10, clip_values=clip)
 
 
 def defended_classifier(model, images, **kwargs) -> tuple[SSNIPreprocessor, PyTorchClassifier]:
@@ -34,15 +28,7 @@ def defended_classifier(model, images, **kwargs) -> tuple[SSNIPreprocessor, PyTo
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(256, 10)
     )
-    clf = PyTorchClassifier(
-        net,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(1, 8, 8),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        preprocessing_defences=[pre],
-        device_type="cpu",
-    )
+    clf = art_classifier(net, pre, input_shape=(1, 8, 8), nb_classes=10)
     return pre, clf
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from art.estimators.classification import PyTorchClassifier
 
 from art_ssni import DiffusionModel, SSNIPreprocessor
+from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.ssni.bases import (
     BASES,
     GNS_STAGES,
@@ -309,15 +309,7 @@ def test_art_loss_gradient_through_bases(model, images, base, gradient):
         seed=0,
     )
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
-    clf = PyTorchClassifier(
-        net,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(1, 8, 8),
-        nb_classes=3,
-        clip_values=(0.0, 1.0),
-        preprocessing_defences=[pre],
-        device_type="cpu",
-    )
+    clf = defended_classifier(net, pre, input_shape=(1, 8, 8), nb_classes=3)
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
     grad = clf.loss_gradient(images, y)
     assert grad.shape == images.shape and np.isfinite(grad).all() and np.abs(grad).sum() > 0

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from art.attacks.attack import EvasionAttack
-from art.estimators.classification import PyTorchClassifier
 
 from art_ssni import SSNIPreprocessor
 from art_ssni.attacks import PGDEOT
 from art_ssni.evaluation import RobustAccuracyResult, majority_vote, margins, robust_accuracy
+from art_ssni.evaluation.compare import defended_classifier
 
 
 class FixedAttack(EvasionAttack):
@@ -176,15 +176,7 @@ def test_end_to_end_with_ssni_and_pgd_eot(model, images):
     pre.fit(images)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
-    clf = PyTorchClassifier(
-        net,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(1, 8, 8),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        preprocessing_defences=[pre],
-        device_type="cpu",
-    )
+    clf = defended_classifier(net, pre, input_shape=(1, 8, 8), nb_classes=10)
     x = images[:3]
     y = np.argmax(clf.predict(x), axis=1)
     attacks = {"pgd-eot": PGDEOT(clf, eps=0.1, eps_step=0.05, max_iter=2, eot_iter=1, verbose=False)}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from art.estimators.classification import PyTorchClassifier
 
 from art_ssni import SSNIPreprocessor
+from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.voting import majority_vote_predict
 
 
@@ -101,15 +101,7 @@ def test_vote_with_art_classifier_and_purifier(model, images):
     )
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
-    clf = PyTorchClassifier(
-        net,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=(1, 8, 8),
-        nb_classes=4,
-        clip_values=(0.0, 1.0),
-        preprocessing_defences=[pre],
-        device_type="cpu",
-    )
+    clf = defended_classifier(net, pre, input_shape=(1, 8, 8), nb_classes=4)
     before = images.copy()
     model.reset_nfe()
     a = majority_vote_predict(clf, images, votes=5)

@@ -74,7 +74,7 @@ def defended_classifier(
     *,
     input_shape: tuple[int, ...],
     nb_classes: int,
-    clip_values: tuple[float, float],
+    clip_values: tuple[float, float] = (0.0, 1.0),
     device_type: str = "cpu",
 ) -> PyTorchClassifier:
     """An ART ``PyTorchClassifier`` with ``preprocessor`` (or nothing) as its preprocessing defence."""
