@@ -49,10 +49,8 @@ STEPS = (5, 10, 20)
 # ---------------------------------------------------------------------------------------------- models
 def _models(device: str) -> dict[str, Any]:
     """Diffusion model, classifier, images, labels, t*, reference (``None`` when random) and a description."""
-    import torch
-    from diffusers import UNet2DModel
-
     from art_ssni import DiffusionModel, zoo
+    from art_ssni.diffusion.architectures import digits_unet
 
     try:
         z = zoo.load("digits", device=device)
@@ -68,17 +66,7 @@ def _models(device: str) -> dict[str, Any]:
         )
     except (FileNotFoundError, OSError, KeyError, ValueError):  # weights not installed
         pass
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        layers_per_block=2,
-        block_out_channels=(32, 64),
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
+    unet = digits_unet(seed=0)
     classifier = zoo.DigitsCNN().eval()
     _, _, x, y = zoo.load_digits_split()
     return dict(

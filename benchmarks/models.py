@@ -18,6 +18,7 @@ import torch
 from diffusers import UNet2DModel
 
 from art_ssni import DiffusionModel
+from art_ssni.diffusion import architectures
 
 __all__ = ["BenchModel", "cifar_unet", "digits_model", "digits_unet", "load_model"]
 
@@ -43,35 +44,12 @@ def _params(module: torch.nn.Module) -> int:
 
 def digits_unet(seed: int = 0) -> UNet2DModel:
     """Random-weight UNet of the digits architecture (about 0.92M parameters)."""
-    torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        layers_per_block=2,
-        block_out_channels=(32, 64),
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
+    return architectures.digits_unet(seed)
 
 
 def cifar_unet(seed: int = 0) -> UNet2DModel:
     """Random-weight UNet of the google/ddpm-cifar10-32 architecture (35.7M parameters)."""
-    torch.manual_seed(seed)
-    return UNet2DModel(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        layers_per_block=2,
-        block_out_channels=(128, 256, 256, 256),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        norm_eps=1e-6,
-        flip_sin_to_cos=False,
-        freq_shift=1,
-        downsample_padding=0,
-    )
+    return architectures.ddpm_cifar10_unet(seed)
 
 
 def digits_model(device: torch.device, seed: int = 0) -> BenchModel:

@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
+from art_ssni.diffusion.architectures import ddpm_cifar10_unet
 from art_ssni.leaderboard.protocol import Protocol
 
-__all__ = ["ddpm_cifar10_unet", "time_unet", "unet_evaluations"]
+__all__ = ["time_unet", "unet_evaluations"]
 
 
 def unet_evaluations(
@@ -72,28 +73,6 @@ def unet_evaluations(
     out["evaluation"] = (1 + n_attacks + protocol.votes) * predict
     out["total"] = sum(out.values())
     return out
-
-
-def ddpm_cifar10_unet() -> Any:
-    """The google/ddpm-cifar10-32 UNet architecture (35.7M parameters) with random weights (no download)."""
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
-        layers_per_block=2,
-        block_out_channels=(128, 256, 256, 256),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        norm_eps=1e-6,
-        freq_shift=1,
-        flip_sin_to_cos=False,
-        downsample_padding=0,
-        dropout=0.1,
-    )
-    return unet.eval()  # type: ignore[attr-defined]
 
 
 def time_unet(unet: Any, *, rows: int, device: str = "cpu", repeats: int = 3) -> dict[str, float]:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from art_ssni.diffusion.architectures import digits_unet
 from art_ssni.diffusion.model import DiffusionModel, default_scheduler
 from art_ssni.zoo.classifier import DigitsCNN, save_classifier
 from art_ssni.zoo.data import DIGITS_TEST_SIZE, load_digits_split
@@ -40,18 +41,7 @@ ZOO_REFERENCE = "reference.json"
 
 def make_digits_unet() -> Any:
     """The zoo's diffusers ``UNet2DModel`` for ``1 x 8 x 8`` images (about 918K parameters, no attention)."""
-    from diffusers import UNet2DModel
-
-    return UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        layers_per_block=2,
-        block_out_channels=(32, 64),
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
+    return digits_unet()
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
