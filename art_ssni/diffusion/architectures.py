@@ -8,10 +8,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import UNet2DModel
+
+if TYPE_CHECKING:  # diffusers' lazy top-level module shows type checkers placeholder classes: name the real one
+    from diffusers.models.unets.unet_2d import UNet2DModel
+else:
+    from diffusers import UNet2DModel
 
 __all__ = ["DDPM_CIFAR10_UNET", "DIGITS_UNET", "ddpm_cifar10_unet", "digits_unet"]
 
