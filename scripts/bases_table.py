@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from art_ssni import defences as registry  # noqa: E402
 from art_ssni import zoo  # noqa: E402
 from art_ssni.evaluation.compare import compare_defences  # noqa: E402
-from art_ssni.ssni.bases import GNS_STAGES, base_nfe  # noqa: E402
+from art_ssni.ssni.bases import GNS_STAGES, base_nfe, gdmp_scale_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFENCES = {"diffpure": "constant", "ssni-n": "SSNI-N", "ssni-l": "SSNI-L"}
@@ -40,10 +40,10 @@ def base_settings(base: str, models: zoo.ZooModels) -> dict:
         # Lee & Kim's CIFAR-10 stages; the zoo's t* (the DiffPure level the stages were designed around) is the
         # reference of SSNI's per-sample factor t_i / t*.
         return dict(base="gns", t_star=models.t_star, gns_stages=GNS_STAGES)
-    pixels = int(np.prod(models.x_test.shape[1:]))
-    # official CIFAR-10 config: t* = 36, 4 iterations, MSE, guide_scale 60000 for 3·32·32 pixels; the same
-    # per-pixel pull on C·H·W pixels needs the scale times C·H·W / 3072.
-    return dict(base="gdmp", t_star=36, gdmp_iterations=4, gdmp_scale=60000.0 * pixels / 3072, gdmp_distance="mse")
+    # official CIFAR-10 config: t* = 36, 4 iterations, MSE, guide_scale 60000 for 3·32·32 pixels, rescaled to keep
+    # the same per-pixel pull on this image size (gdmp_scale_for).
+    scale = gdmp_scale_for(models.x_test.shape[1:])
+    return dict(base="gdmp", t_star=36, gdmp_iterations=4, gdmp_scale=scale, gdmp_distance="mse")
 
 
 def main(argv: list[str] | None = None) -> int:
