@@ -25,7 +25,7 @@ EXPECTED = {
     "robustbench_model.py": ["RobustBench clean_accuracy"] if HAVE_RB else ["skipped:", "art-ssni[robustbench]"],
 }
 NEEDS_ZOO = {"art_pipeline.py", "calibrate_own_data.py"}
-SLOW = {"art_pipeline.py", "calibrate_own_data.py", "robustbench_model.py"}  # > 20 s on a shared 2-core machine
+SLOW = {"robustbench_model.py"}  # > 20 s where the robustbench extra is installed (the others take < 10 s here)
 
 
 def run_example(path: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
