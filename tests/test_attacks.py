@@ -45,11 +45,15 @@ def quiet(**kwargs):
         (dict(norm="l2"), r'norm must be "inf" \(or np.inf\) or 2, got \'l2\''),
         (dict(eps=0.0), r"eps must be a finite number > 0, got 0.0"),
         (dict(eps=float("inf")), r"eps must be a finite number > 0, got inf"),
-        (dict(eps_step=-1.0), r"eps_step must be a finite number > 0, got -1.0"),
+        (dict(eps_step=-1.0), r"eps_step must be a finite number > 0 or None, got -1.0"),
         (dict(max_iter=-1), r"max_iter must be an int >= 0, got -1"),
         (dict(max_iter=2.0), r"max_iter must be an int >= 0, got 2.0"),
         (dict(eot_iter=0), r"eot_iter must be an int >= 1, got 0"),
-        (dict(random_init=1), r"random_init must be a bool, got 1"),
+        (dict(num_random_init=-1), r"num_random_init must be an int >= 0, got -1"),
+        (dict(num_random_init=True), r"num_random_init must be an int >= 0, got True"),
+        (dict(targeted=1), r"targeted must be a bool, got 1"),
+        (dict(select_draws=0), r"select_draws must be an int >= 1, got 0"),
+        (dict(select_every=0), r"select_every must be an int >= 1 or None, got 0"),
         (dict(batch_size=0), r"batch_size must be an int >= 1, got 0"),
         (dict(seed=-3), r"seed must be an int >= 0 or None, got -3"),
         (dict(verbose="no"), r"verbose must be a bool, got 'no'"),
@@ -123,23 +127,31 @@ def test_pgd_eot_bounds_and_success(images, norm, eps):
     assert (np.argmax(clf.predict(x_adv), axis=1) != y).mean() >= 0.5  # it ascends the loss
 
 
-def test_early_bookkeeping_keeps_first_fooling_iterate(images):
-    clf = linear_classifier()
-    y = np.argmax(clf.predict(images), axis=1)
-    kwargs = quiet(eps=0.5, eps_step=0.2, eot_iter=1)
-    one = PGDEOT(clf, max_iter=1, **kwargs).generate(images, y)
-    many = PGDEOT(clf, max_iter=15, **kwargs).generate(images, y)
-    fooled_at_once = np.argmax(clf.predict(one), axis=1) != y
-    assert fooled_at_once.any()
-    np.testing.assert_array_equal(many[fooled_at_once], one[fooled_at_once])  # kept once found
-    assert not np.array_equal(many[~fooled_at_once], one[~fooled_at_once]) or fooled_at_once.all()
+def test_eps_step_defaults_to_a_quarter_of_eps_and_checkpoints_end_at_the_last_iteration():
+    attack = PGDEOT(linear_classifier(), eps=0.2, max_iter=25, **quiet())
+    assert attack.step_size == pytest.approx(0.05)
+    assert PGDEOT(linear_classifier(), eps=0.2, eps_step=0.01, **quiet()).step_size == 0.01
+    assert attack.checkpoints() == [2, 5, 8, 11, 14, 17, 20, 23, 24]  # every ceil(25 / 10) = 3, and the last
+    assert PGDEOT(linear_classifier(), max_iter=4, select_every=1, **quiet()).checkpoints() == [0, 1, 2, 3]
+    assert PGDEOT(linear_classifier(), max_iter=0, **quiet()).checkpoints() == []
 
 
-def test_already_misclassified_samples_return_their_input(images):
+def test_samples_misclassified_at_the_start_are_attacked_too(images):
     clf = linear_classifier()
     wrong = (np.argmax(clf.predict(images), axis=1) + 1) % 10
     x_adv = PGDEOT(clf, eps=0.1, max_iter=3, eot_iter=1, **quiet()).generate(images, wrong)
-    np.testing.assert_array_equal(x_adv, images)
+    assert (np.abs(x_adv - images).reshape(len(images), -1).max(axis=1) > 0).all()
+
+
+def test_targeted_attack_reaches_its_targets(images):
+    clf = linear_classifier()
+    target = (np.argmax(clf.predict(images), axis=1) + 3) % 10
+    with pytest.raises(ValueError, match="a targeted attack needs the target labels"):
+        PGDEOT(clf, targeted=True, **quiet()).generate(images)
+    kwargs = quiet(eps=1.0, max_iter=40, eot_iter=1)
+    x_adv = PGDEOT(clf, targeted=True, **kwargs).generate(images, target)
+    hit = np.argmax(clf.predict(x_adv), axis=1) == target
+    assert hit.mean() >= 0.5 > (np.argmax(clf.predict(images), axis=1) == target).mean()
 
 
 def test_labels_none_one_hot_and_int_agree(images):
@@ -156,7 +168,7 @@ def test_labels_none_one_hot_and_int_agree(images):
 def test_random_init_reproducible_with_seed(images):
     clf = linear_classifier()
     y = np.argmax(clf.predict(images), axis=1)
-    kwargs = quiet(eps=0.05, max_iter=0, eot_iter=1, random_init=True)
+    kwargs = quiet(eps=0.05, max_iter=0, eot_iter=1, num_random_init=1)
     a = PGDEOT(clf, seed=1, **kwargs).generate(images, y)
     b = PGDEOT(clf, seed=1, **kwargs).generate(images, y)
     c = PGDEOT(clf, seed=2, **kwargs).generate(images, y)
@@ -171,7 +183,7 @@ def test_eot_iter_gradient_calls_per_iteration(images):
     calls = []
     original = clf.loss_gradient
     clf.loss_gradient = lambda x, y, **kw: calls.append(len(x)) or original(x, y, **kw)
-    PGDEOT(clf, eps=1e-3, eps_step=1e-4, max_iter=3, eot_iter=4, **quiet()).generate(images, y)  # nothing fooled
+    PGDEOT(clf, eps=1e-3, eps_step=1e-4, max_iter=3, eot_iter=4, **quiet()).generate(images, y)
     assert calls == [len(images)] * 12
 
 

@@ -1,7 +1,8 @@
 """Layer 5: adaptive attacks on diffusion purification (ART ``EvasionAttack`` subclasses, one per module).
 
-* :class:`PGDEOT` -- PGD (ℓ∞ / ℓ2) on the EOT-averaged gradient, early per-sample bookkeeping; the SSNI paper's
-  protocol as defaults. Exact / surrogate gradients follow the preprocessor's ``gradient`` mode.
+* :class:`PGDEOT` -- PGD (ℓ∞ / ℓ2) on the EOT-averaged gradient; every sample runs to the end and returns the
+  iterate judged best over fresh draws (:mod:`art_ssni.attacks.selection`); the SSNI paper's protocol as
+  defaults. Exact / surrogate gradients follow the preprocessor's ``gradient`` mode.
 * :class:`BPDAEOT` -- the same with the purifier's backward pass replaced by the identity (BPDA + EOT).
 * :class:`ScoreAwarePGD` -- attacks SSNI's noise-level selection: CE up, score norm down; optionally through a
   straight-through rounding of ``t``.

@@ -1,4 +1,4 @@
-"""PGD with Expectation over Transformation (EOT) and early per-sample bookkeeping."""
+"""PGD with Expectation over Transformation (EOT), run to the end, each sample's iterate chosen over fresh draws."""
 
 from __future__ import annotations
 
@@ -11,21 +11,18 @@ from art.estimators.classification.classifier import ClassifierMixin
 from art.estimators.estimator import BaseEstimator, LossGradientsMixin
 from tqdm.auto import tqdm
 
+from art_ssni._common import is_finite_real, is_int
 from art_ssni.attacks._common import norm_name, project, random_start, step, to_labels
+from art_ssni.attacks.selection import BestIterate, judge
 
-__all__ = ["PGDEOT"]
+__all__ = ["EPS_STEP_RATIO", "PGDEOT"]
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+#: default ``eps_step / eps`` (ℓ∞ at ε = 8/255: 0.0078, next to the SSNI paper's 0.007, a ratio of 0.223)
+EPS_STEP_RATIO = 0.25
 
 
 class PGDEOT(EvasionAttack):
-    """Projected gradient descent (untargeted, ℓ∞ or ℓ2) on the EOT-averaged loss gradient of a randomized defence.
+    """Projected gradient descent (ℓ∞ or ℓ2) on the EOT-averaged loss gradient of a randomized defence.
 
     Every iteration averages ``eot_iter`` calls of ``estimator.loss_gradient`` (each call draws fresh purification
     randomness; with an :class:`~art_ssni.SSNIPreprocessor` whose ``eot_samples = M`` each call already averages
@@ -34,15 +31,28 @@ class PGDEOT(EvasionAttack):
     gradient flows as the preprocessor's ``gradient`` mode says (``"exact"``, ``"surrogate"``, ``"bpda"``; see
     :class:`~art_ssni.attacks.BPDAEOT`).
 
-    Early bookkeeping: after every step the defended classifier predicts the new iterate once, with fresh
-    randomness; a sample whose prediction is wrong keeps that iterate as its result and is not attacked further.
-    Samples never fooled return their last iterate. (A sample misclassified before the attack returns its input.)
+    Every sample is attacked for all ``max_iter`` iterations of every restart, also a sample that is misclassified
+    at the start: one random prediction never freezes a sample. The returned iterate is chosen per sample by the
+    selection criterion of :mod:`art_ssni.attacks.selection`: (1) the highest success rate over ``select_draws``
+    fresh predictions (one batched ``predict`` on repeated rows), (2) ties to the higher EOT margin loss.
+    Candidates are judged at checkpoints: every ``select_every`` iterations and always after the last one
+    (``select_every=None``: ``ceil(max_iter / 10)``, so at most 10 judgings per restart, each costing
+    ``select_draws`` forward purifications per sample -- about 1 % of the ``max_iter · eot_iter`` gradient
+    evaluations at the paper's budget). The starting point is not a candidate (with ``max_iter=0`` it is returned).
+    With ``num_random_init = R > 1`` the candidates of all ``R`` restarts compete.
 
-    Defaults are the SSNI paper's protocol (ℓ∞, ε = 8/255, step 0.007, 200 iterations, EOT 20, no random start).
+    Hooks for subclasses (:class:`~art_ssni.attacks.BPDAEOT`, ``ScoreAwarePGD``, ...): :meth:`_setup` and
+    :meth:`_teardown` around :meth:`generate`; :meth:`_gradient` (EOT gradient of the objective to maximise) and
+    :meth:`_update` (step and projection) in the loop.
+
+    Defaults are the SSNI paper's protocol (ℓ∞, ε = 8/255, step ε/4 ≈ 0.0078, 200 iterations, EOT 20, no random
+    start) plus the selection over 8 draws.
+
+    | Paper link (EOT): https://arxiv.org/abs/1802.00420 ; PGD: https://arxiv.org/abs/1706.06083
 
     Shape:
         - x: ``(N, C, H, W)`` in the estimator's ``clip_values``; y: ``(N,)`` labels or ``(N, nb_classes)`` one-hot
-          (``None``: the estimator's predictions).
+          (``None``: the estimator's predictions; required when ``targeted``).
         - output: ``(N, C, H, W)`` float32, ``||x_adv - x|| <= eps`` in the chosen norm, inside ``clip_values``.
 
     Examples::
@@ -56,13 +66,19 @@ class PGDEOT(EvasionAttack):
         ``preprocessing_defences``) and ``clip_values``.
     :param norm: ``"inf"`` (or ``np.inf``) or ``2``.
     :param eps: radius of the perturbation ball, > 0.
-    :param eps_step: step size, > 0 (ℓ∞: per pixel; ℓ2: length of the normalised gradient step).
-    :param max_iter: number of PGD iterations, >= 0.
+    :param eps_step: step size, > 0 (ℓ∞: per pixel; ℓ2: length of the normalised gradient step); ``None``:
+        ``eps / 4`` (:data:`EPS_STEP_RATIO`).
+    :param max_iter: PGD iterations per restart, >= 0.
     :param eot_iter: gradient samples averaged per iteration, >= 1.
-    :param random_init: start from a uniform random point of the ε-ball instead of ``x``.
+    :param num_random_init: random starts in the ε-ball (as ART's ``ProjectedGradientDescent``); ``0``: one run
+        from ``x``.
+    :param targeted: move towards the labels ``y`` (targets) instead of away from them.
+    :param select_draws: fresh predictions judging each candidate iterate, >= 1.
+    :param select_every: iterations between judgings, >= 1 (the last iteration is always judged); ``None``:
+        ``ceil(max_iter / 10)``.
     :param batch_size: samples attacked together, >= 1.
-    :param seed: seed of the random start (``None``: fresh entropy). The defence's randomness is its own.
-    :param verbose: show a tqdm progress bar.
+    :param seed: seed of the random starts (``None``: fresh entropy). The defence's randomness is its own.
+    :param verbose: show a tqdm progress bar (it disables itself when the output is not a terminal).
     """
 
     attack_params = EvasionAttack.attack_params + [
@@ -71,7 +87,10 @@ class PGDEOT(EvasionAttack):
         "eps_step",
         "max_iter",
         "eot_iter",
-        "random_init",
+        "num_random_init",
+        "targeted",
+        "select_draws",
+        "select_every",
         "batch_size",
         "seed",
         "verbose",
@@ -84,10 +103,13 @@ class PGDEOT(EvasionAttack):
         *,
         norm: int | float | str = "inf",
         eps: float = 8 / 255,
-        eps_step: float = 0.007,
+        eps_step: float | None = None,
         max_iter: int = 200,
         eot_iter: int = 20,
-        random_init: bool = False,
+        num_random_init: int = 0,
+        targeted: bool = False,
+        select_draws: int = 8,
+        select_every: int | None = None,
         batch_size: int = 32,
         seed: int | None = None,
         verbose: bool = True,
@@ -98,7 +120,10 @@ class PGDEOT(EvasionAttack):
         self.eps_step = eps_step
         self.max_iter = max_iter
         self.eot_iter = eot_iter
-        self.random_init = random_init
+        self.num_random_init = num_random_init
+        self._targeted = targeted
+        self.select_draws = select_draws
+        self.select_every = select_every
         self.batch_size = batch_size
         self.seed = seed
         self.verbose = verbose
@@ -107,24 +132,42 @@ class PGDEOT(EvasionAttack):
     def _check_params(self) -> None:
         if norm_name(self.norm) is None:
             raise ValueError(f'norm must be "inf" (or np.inf) or 2, got {self.norm!r}.')
-        if not _is_number(self.eps) or not math.isfinite(self.eps) or self.eps <= 0:
+        if not is_finite_real(self.eps) or self.eps <= 0:
             raise ValueError(f"eps must be a finite number > 0, got {self.eps!r}.")
-        if not _is_number(self.eps_step) or not math.isfinite(self.eps_step) or self.eps_step <= 0:
-            raise ValueError(f"eps_step must be a finite number > 0, got {self.eps_step!r}.")
-        if not _is_int(self.max_iter) or self.max_iter < 0:
+        if self.eps_step is not None and (not is_finite_real(self.eps_step) or self.eps_step <= 0):
+            raise ValueError(f"eps_step must be a finite number > 0 or None, got {self.eps_step!r}.")
+        if not is_int(self.max_iter) or self.max_iter < 0:
             raise ValueError(f"max_iter must be an int >= 0, got {self.max_iter!r}.")
-        if not _is_int(self.eot_iter) or self.eot_iter < 1:
+        if not is_int(self.eot_iter) or self.eot_iter < 1:
             raise ValueError(f"eot_iter must be an int >= 1, got {self.eot_iter!r}.")
-        if not isinstance(self.random_init, bool):
-            raise ValueError(f"random_init must be a bool, got {self.random_init!r}.")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
+        if not is_int(self.num_random_init) or self.num_random_init < 0:
+            raise ValueError(f"num_random_init must be an int >= 0, got {self.num_random_init!r}.")
+        if not isinstance(self.targeted, bool):
+            raise ValueError(f"targeted must be a bool, got {self.targeted!r}.")
+        if not is_int(self.select_draws) or self.select_draws < 1:
+            raise ValueError(f"select_draws must be an int >= 1, got {self.select_draws!r}.")
+        if self.select_every is not None and (not is_int(self.select_every) or self.select_every < 1):
+            raise ValueError(f"select_every must be an int >= 1 or None, got {self.select_every!r}.")
+        if not is_int(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {self.seed!r}.")
         if not isinstance(self.verbose, bool):
             raise ValueError(f"verbose must be a bool, got {self.verbose!r}.")
         if getattr(self.estimator, "clip_values", None) is None:
-            raise ValueError("estimator: PGDEOT needs an estimator with clip_values.")
+            raise ValueError(f"estimator: {type(self).__name__} needs an estimator with clip_values.")
+
+    # ------------------------------------------------------------------ resolved settings
+    @property
+    def step_size(self) -> float:
+        """The step in use: ``eps_step``, or ``eps / 4`` when it is ``None``."""
+        return float(self.eps_step) if self.eps_step is not None else EPS_STEP_RATIO * float(self.eps)
+
+    def checkpoints(self) -> list[int]:
+        """0-based iterations after which the candidates are judged (always the last one)."""
+        n = int(self.max_iter)
+        every = int(self.select_every) if self.select_every is not None else max(1, math.ceil(n / 10))
+        return sorted({k for k in range(every - 1, n, every)} | ({n - 1} if n > 0 else set()))
 
     # ------------------------------------------------------------------ hooks for subclasses
     def _setup(self) -> None:
@@ -134,79 +177,96 @@ class PGDEOT(EvasionAttack):
         """Called once at the end of :meth:`generate`, also when it raises."""
 
     def _gradient(self, x: np.ndarray, y_one_hot: np.ndarray, iteration: int) -> np.ndarray:
-        """EOT gradient of the loss to *maximise* at ``x`` (``(B, C, H, W)``): mean of ``eot_iter`` estimates."""
+        """EOT gradient of the objective to *maximise* at ``x``: the mean of ``eot_iter`` estimates.
+
+        Untargeted: the loss at the true labels; targeted: minus the loss at the targets.
+
+        :param x: ``(B, C, H, W)`` current iterates.
+        :param y_one_hot: ``(B, nb_classes)`` true (or target) labels.
+        :param iteration: 0-based iteration of the current restart.
+        :return: ``(B, C, H, W)`` gradient.
+        """
         grad = np.zeros_like(x)
         for _ in range(self.eot_iter):
             grad += self.estimator.loss_gradient(x, y_one_hot)
-        return grad / self.eot_iter
+        return (-grad if self.targeted else grad) / self.eot_iter
+
+    def _update(self, x_adv: np.ndarray, grad: np.ndarray, x0: np.ndarray) -> np.ndarray:
+        """One ascent step along ``grad``, projected onto the ε-ball around ``x0`` and into ``clip_values``.
+
+        :param x_adv: ``(B, C, H, W)`` current iterates; ``grad``: their gradient; ``x0``: the clean inputs.
+        :return: ``(B, C, H, W)`` new iterates (a new array).
+        """
+        norm = norm_name(self.norm)
+        assert norm is not None
+        lo, hi = (float(v) for v in self.estimator.clip_values)
+        return project(x_adv + step(grad, norm, self.step_size), x0, norm, float(self.eps), (lo, hi))
 
     # ------------------------------------------------------------------ attack
-    def _fooled(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """One defended prediction with fresh randomness: ``True`` where it is wrong."""
-        return np.argmax(self.estimator.predict(x, batch_size=self.batch_size), axis=1) != labels
-
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
         """Adversarial examples for ``x`` (never modified); see the class docstring for shapes.
 
         :param x: ``(N, C, H, W)`` inputs in ``clip_values``.
-        :param y: true labels, ``(N,)`` or one-hot ``(N, nb_classes)``; ``None`` uses the defended predictions.
+        :param y: true labels (targeted: target labels), ``(N,)`` or one-hot ``(N, nb_classes)``; ``None`` uses
+            the defended predictions (not allowed when ``targeted``).
         :return: ``(N, C, H, W)`` float32 adversarial examples.
         """
+        self._check_params()
         if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"x must be a non-empty (N, ...) array, got shape {getattr(x, 'shape', None)}.")
         x = np.asarray(x, dtype=np.float32)
         nb_classes = int(self.estimator.nb_classes)
         if y is None:
+            if self.targeted:
+                raise ValueError("y: a targeted attack needs the target labels, got None.")
             labels = np.argmax(self.estimator.predict(x, batch_size=self.batch_size), axis=1)
         else:
             labels = to_labels(y, nb_classes)
             if labels.shape[0] != x.shape[0]:
                 raise ValueError(f"y must have {x.shape[0]} labels (one per sample of x), got {labels.shape[0]}.")
         one_hot = np.eye(nb_classes, dtype=np.float32)[labels]
-        norm = norm_name(self.norm)
-        if norm is None:  # _check_params refuses it at construction; set_params could still change it
-            raise ValueError(f"norm must be 'inf' or 2, got {self.norm!r}.")
-        clip = (float(self.estimator.clip_values[0]), float(self.estimator.clip_values[1]))
         rng = np.random.default_rng(self.seed)
         out = np.empty_like(x)
+        restarts = max(1, int(self.num_random_init))
         n_batches = math.ceil(x.shape[0] / self.batch_size)
         self._setup()
         try:
-            with tqdm(total=n_batches * self.max_iter, desc=type(self).__name__, disable=not self.verbose) as bar:
+            total = n_batches * restarts * int(self.max_iter)
+            with tqdm(total=total, desc=type(self).__name__, disable=None if self.verbose else True) as bar:
                 for start in range(0, x.shape[0], self.batch_size):
                     sl = slice(start, start + self.batch_size)
-                    out[sl] = self._attack_batch(x[sl], labels[sl], one_hot[sl], norm, clip, rng, bar)
+                    out[sl] = self._attack_batch(x[sl], labels[sl], one_hot[sl], rng, bar)
         finally:
             self._teardown()
         return out
 
     def _attack_batch(
-        self,
-        x0: np.ndarray,
-        labels: np.ndarray,
-        one_hot: np.ndarray,
-        norm: str | int,
-        clip: tuple[float, float],
-        rng: np.random.Generator,
-        bar: Any,
+        self, x0: np.ndarray, labels: np.ndarray, one_hot: np.ndarray, rng: np.random.Generator, bar: Any
     ) -> np.ndarray:
+        norm = norm_name(self.norm)
+        assert norm is not None
         eps = float(self.eps)
-        x_adv = x0.copy()
-        if self.random_init:
-            x_adv = project(random_start(x0, norm, eps, rng), x0, norm, eps, clip)
-        best = x_adv.copy()
-        done = self._fooled(x_adv, labels)  # early bookkeeping: a fooled sample keeps its iterate
-        for iteration in range(self.max_iter):
-            active = np.flatnonzero(~done)
-            if active.size == 0:
-                bar.update(self.max_iter - iteration)
-                break
-            grad = self._gradient(x_adv[active], one_hot[active], iteration)
-            moved = x_adv[active] + step(grad, norm, float(self.eps_step))
-            x_adv[active] = project(moved, x0[active], norm, eps, clip)
-            fooled = self._fooled(x_adv[active], labels[active])
-            best[active[fooled]] = x_adv[active[fooled]]
-            done[active[fooled]] = True
-            bar.update(1)
-        best[~done] = x_adv[~done]
-        return best
+        lo, hi = (float(v) for v in self.estimator.clip_values)
+        judged = set(self.checkpoints())
+        best: BestIterate | None = None
+        for _ in range(max(1, int(self.num_random_init))):
+            x_adv = x0.copy()
+            if self.num_random_init > 0:
+                x_adv = project(random_start(x0, norm, eps, rng), x0, norm, eps, (lo, hi))
+            if best is None:
+                best = BestIterate(x_adv)  # returned as is only when max_iter == 0
+            for iteration in range(int(self.max_iter)):
+                x_adv = self._update(x_adv, self._gradient(x_adv, one_hot, iteration), x0)
+                if iteration in judged:
+                    rate, loss = judge(
+                        self.estimator,
+                        x_adv,
+                        labels,
+                        draws=int(self.select_draws),
+                        batch_size=int(self.batch_size),
+                        targeted=self.targeted,
+                    )
+                    best.offer(x_adv, rate, loss)
+                bar.update(1)
+        assert best is not None
+        return best.x

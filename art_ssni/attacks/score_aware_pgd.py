@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 
 from art_ssni.attacks._common import find_preprocessor
-from art_ssni.attacks.pgd_eot import PGDEOT, _is_number
+from art_ssni._common import is_real as _is_number
+from art_ssni.attacks.pgd_eot import PGDEOT
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.diffusion.sampling import purify
 from art_ssni.preprocessor import SSNIPreprocessor
@@ -87,7 +88,7 @@ class ScoreAwarePGD(PGDEOT):
       (the preprocessor's default base) only.
 
     Randomness of the score noise (and, with ``straight_through=True``, of the purification) comes from the
-    attack's own generator seeded by ``seed``. Early bookkeeping and projection are those of :class:`PGDEOT`.
+    attack's own generator seeded by ``seed``. The loop, selection and projection are those of :class:`PGDEOT`.
 
     Shape:
         - x: ``(N, C, H, W)`` in ``clip_values``; y: ``(N,)`` or one-hot ``(N, nb_classes)``.
@@ -104,8 +105,7 @@ class ScoreAwarePGD(PGDEOT):
     :param lam: ``λ >= 0``, weight of the score term (0: no score term).
     :param lam_schedule: ``"constant"`` or ``"linear"`` (decay to 0 over ``max_iter``).
     :param straight_through: differentiate through the reweighting and a straight-through rounding of ``t``.
-    :param kwargs: ``norm``, ``eps``, ``eps_step``, ``max_iter``, ``eot_iter``, ``random_init``, ``batch_size``,
-        ``seed``, ``verbose`` as in :class:`PGDEOT`.
+    :param kwargs: the keyword parameters of :class:`PGDEOT`.
     """
 
     attack_params = PGDEOT.attack_params + ["lam", "lam_schedule", "straight_through"]
