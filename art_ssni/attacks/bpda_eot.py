@@ -17,8 +17,8 @@ class BPDAEOT(PGDEOT):
     ``gradient="bpda"`` mode: the forward value is the real purification (fresh randomness every call), the backward
     pass is the identity, so each gradient sample is the classifier's gradient at a purified input. The previous
     mode is restored afterwards (also when the attack raises). Everything else is :class:`PGDEOT` (same parameters,
-    same run-to-the-end loop and selection over fresh defended predictions). Equivalent to setting ``gradient="bpda"`` on the
-    preprocessor yourself and running :class:`PGDEOT`.
+    same run-to-the-end loop and selection over fresh defended predictions). Equivalent to setting
+    ``gradient="bpda"`` on the preprocessor yourself and running :class:`PGDEOT`.
 
     | Paper link: https://arxiv.org/abs/1802.00420
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 
-from art_ssni.attacks._common import find_preprocessor
 from art_ssni._common import is_real as _is_number
+from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.pgd_eot import PGDEOT
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.diffusion.sampling import purify
