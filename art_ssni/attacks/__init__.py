@@ -6,6 +6,10 @@
 * :class:`BPDAEOT` -- the same with the purifier's backward pass replaced by the identity (BPDA + EOT).
 * :class:`ScoreAwarePGD` -- attacks SSNI's noise-level selection: CE up, score norm down; optionally through a
   straight-through rounding of ``t``.
+* :class:`SelectiveEOTPGD` -- PGD on a weighted EOT gradient: the copies closest to being fooled (single), the
+  best of N (resubmit-N) or the vote's median copy (vote-K) get the weight (DiffHammer's selective EOT).
+* :class:`LowFrequencyPGD` -- PGD-EOT whose perturbation stays in the lowest 2-D DCT frequencies (DiffBreak's
+  systemic perturbations).
 
 ART's own ``ProjectedGradientDescent``, ``AutoProjectedGradientDescent`` and ``AutoAttack`` work on the defended
 classifier as they are: the preprocessor's ``eot_samples`` gives them EOT (see ``docs/attacks.md``).
@@ -13,7 +17,18 @@ classifier as they are: the preprocessor's ``eot_samples`` gives them EOT (see `
 
 from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.bpda_eot import BPDAEOT
+from art_ssni.attacks.low_frequency_pgd import LowFrequencyPGD
 from art_ssni.attacks.pgd_eot import PGDEOT
 from art_ssni.attacks.score_aware_pgd import LAMBDA_SCHEDULES, ScoreAwarePGD, straight_through_noise
+from art_ssni.attacks.selective_eot_pgd import SelectiveEOTPGD
 
-__all__ = ["BPDAEOT", "LAMBDA_SCHEDULES", "PGDEOT", "ScoreAwarePGD", "find_preprocessor", "straight_through_noise"]
+__all__ = [
+    "BPDAEOT",
+    "LAMBDA_SCHEDULES",
+    "PGDEOT",
+    "LowFrequencyPGD",
+    "ScoreAwarePGD",
+    "SelectiveEOTPGD",
+    "find_preprocessor",
+    "straight_through_noise",
+]
