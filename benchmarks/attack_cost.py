@@ -1,0 +1,192 @@
+"""Attack cost on the digits zoo: one exact-gradient PGD-EOT iteration vs one forward purification, and the new
+attacks vs PGD-EOT at the same budget.
+
+``python -m benchmarks.attack_cost [--quick] [--device cpu|cuda] [--out docs/benchmarks_attacks.md]``
+
+What is measured (public API only, the shipped zoo models, DDIM-10, η = 1, ``t* = 100``):
+
+1. **Backprop's price.** For ``B`` rows (``B`` images, one purification each): ``predict`` (one forward
+   purification + classifier, no gradient) against ``loss_gradient`` (the same chain with exact gradients through
+   every reverse step: the work of one PGD-EOT iteration per EOT copy), with ``checkpoint`` off and on, for
+   DiffPure and SSNI-N (SSNI-N adds the score's ``T'`` UNet calls, which run without gradient in both).
+2. **Attacks at the same budget.** ``generate`` of :class:`~art_ssni.attacks.PGDEOT` (EOT batched in the
+   preprocessor), :class:`~art_ssni.attacks.SelectiveEOTPGD` (the same number of copies, drawn by the attack) and
+   :class:`~art_ssni.attacks.LowFrequencyPGD`, each with the same iterations, EOT copies and judging draws.
+
+Callables compared with each other are timed interleaved (``benchmarks.common.time_interleaved``), median over the
+rounds. The thread count and machine are recorded in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from art_ssni import defences, zoo
+from art_ssni._common import write_json_atomic
+from art_ssni.attacks import PGDEOT, LowFrequencyPGD, SelectiveEOTPGD
+from art_ssni.evaluation.compare import defended_classifier
+from benchmarks.common import machine_info, resolve_device, time_interleaved
+
+
+def _classifier(models: Any, name: str, device: torch.device, *, checkpoint: bool, eot: int = 1) -> Any:
+    art_device = "gpu" if device.type == "cuda" else "cpu"
+    pre = defences.make(
+        name,
+        models.diffusion,
+        reference=models.reference,
+        t_star=models.t_star,
+        score_steps=models.score_steps,
+        sampler="ddim",
+        steps=10,
+        eta=1.0,
+        checkpoint=checkpoint,
+        eot_samples=eot,
+        batch_size=1024,
+        seed=0,
+        device_type=art_device,
+    )
+    return defended_classifier(
+        models.classifier, pre, input_shape=(1, 8, 8), nb_classes=models.nb_classes, device_type=art_device
+    )
+
+
+def backprop_price(models: Any, device: torch.device, batch: int, repeats: int) -> list[dict[str, Any]]:
+    x, y = models.x_test[:batch], models.y_test[:batch]
+    one_hot = np.eye(models.nb_classes, dtype=np.float32)[y]
+    rows = []
+    for name in ("diffpure", "ssni-n"):
+        plain = _classifier(models, name, device, checkpoint=False)
+        ckpt = _classifier(models, name, device, checkpoint=True)
+        t = time_interleaved(
+            {
+                "forward": lambda c=plain: c.predict(x, batch_size=batch),
+                "gradient": lambda c=plain: c.loss_gradient(x, one_hot),
+                "gradient_checkpoint": lambda c=ckpt: c.loss_gradient(x, one_hot),
+            },
+            repeats,
+            device,
+        )
+        fwd = t["forward"]["median"]
+        rows.append(
+            {
+                "defence": name,
+                "rows": batch,
+                "forward_s": fwd,
+                "gradient_s": t["gradient"]["median"],
+                "gradient_checkpoint_s": t["gradient_checkpoint"]["median"],
+                "ratio": t["gradient"]["median"] / fwd,
+                "ratio_checkpoint": t["gradient_checkpoint"]["median"] / fwd,
+                "runs": {k: v["runs"] for k, v in t.items()},
+            }
+        )
+    return rows
+
+
+def same_budget(models: Any, device: torch.device, batch: int, iters: int, eot: int, repeats: int) -> dict[str, Any]:
+    x, y = models.x_test[:batch], models.y_test[:batch]
+    budget = dict(eps=float(models.eps), max_iter=iters, select_draws=4, batch_size=batch, seed=0, verbose=False)
+    batched = _classifier(models, "ssni-n", device, checkpoint=True, eot=eot)
+    single = _classifier(models, "ssni-n", device, checkpoint=True, eot=1)
+    attacks = {
+        "pgd-eot": PGDEOT(batched, eot_iter=1, **budget),
+        "selective-eot": SelectiveEOTPGD(single, eot_iter=eot, **budget),
+        "low-frequency": LowFrequencyPGD(batched, eot_iter=1, cutoff=0.25, **budget),
+    }
+    t = time_interleaved({k: (lambda a=a: a.generate(x, y)) for k, a in attacks.items()}, repeats, device)
+    base = t["pgd-eot"]["median"]
+    return {
+        "defence": "ssni-n",
+        "rows": batch,
+        "iterations": iters,
+        "eot": eot,
+        "attacks": {
+            k: {"seconds": v["median"], "vs_pgd_eot": v["median"] / base, "runs": v["runs"]} for k, v in t.items()
+        },
+    }
+
+
+def report(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    cmd = data["command"]
+    lines = [
+        "# Benchmarks: attack cost",
+        "",
+        f"Generated by `{cmd}` (`benchmarks/attack_cost.py`); do not edit by hand. The JSON file next to it holds "
+        "every timed run.",
+        "",
+        f"Device: {m['device_name']}, torch threads {m['torch_threads']}, torch {m['torch']}, {m['date']}, "
+        f"1-min load average at start {m.get('load_average_1m_at_start')}."
+        + (" **No GPU was available: CPU only.**" if m["device"] == "cpu" else ""),
+        "",
+        "Models: the shipped digits zoo (DDPM 8×8, CNN), DDIM-10, η = 1, t* = 100; SSNI-N scores with "
+        "T' = the zoo's score steps. Wall clock, median over interleaved rounds.",
+        "",
+        "## 1. One exact-gradient iteration vs one forward purification",
+        "",
+        "| defence | rows | forward (s) | gradient (s) | × forward | gradient, checkpoint (s) | × forward |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["backprop"]:
+        lines.append(
+            f"| {r['defence']} | {r['rows']} | {r['forward_s']:.3f} | {r['gradient_s']:.3f} | {r['ratio']:.2f} | "
+            f"{r['gradient_checkpoint_s']:.3f} | {r['ratio_checkpoint']:.2f} |"
+        )
+    s = data["same_budget"]
+    lines += [
+        "",
+        "The forward column is `predict` (purification + classifier without gradient); the gradient columns are "
+        "`loss_gradient` on the same rows (the work of one PGD-EOT iteration per EOT copy). Checkpointing recomputes "
+        "every reverse step once in backward.",
+        "",
+        f"## 2. Attacks at the same budget (SSNI-N, {s['rows']} images, {s['iterations']} iterations, "
+        f"EOT {s['eot']}, 4 judging draws)",
+        "",
+        "| attack | seconds | × PGD-EOT |",
+        "|---|---|---|",
+    ]
+    for name, a in s["attacks"].items():
+        lines.append(f"| {name} | {a['seconds']:.2f} | {a['vs_pgd_eot']:.2f} |")
+    lines += [
+        "",
+        "PGD-EOT and LowFrequencyPGD batch their EOT copies inside the preprocessor (`eot_samples`); "
+        "SelectiveEOTPGD draws the same number of copies itself (per-copy losses need each copy's own row).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Attack cost on the digits zoo.")
+    ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks_attacks.md"))
+    args = ap.parse_args(argv)
+    if "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    device = resolve_device(args.device)
+    models = zoo.load("digits", device=device)
+    batch, repeats, iters, eot = (8, 2, 2, 2) if args.quick else (32, 3, 5, 8)
+    data: dict[str, Any] = {
+        "command": "python -m benchmarks.attack_cost"
+        + (" --quick" if args.quick else "")
+        + ("" if args.device == "cpu" else f" --device {args.device}"),
+        "machine": machine_info(device),
+        "backprop": backprop_price(models, device, batch, repeats),
+        "same_budget": same_budget(models, device, batch, iters, eot, repeats),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(data))
+    write_json_atomic(args.out.with_suffix(".json"), json.loads(json.dumps(data, default=float)))
+    print(report(data))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
