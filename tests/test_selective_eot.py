@@ -148,3 +148,20 @@ def test_as_strong_as_pgd_eot_on_a_noisy_toy_with_a_known_answer(protocol):
     rate_pgd, rate_sel = error_rate(judge, x_pgd, y, draws).mean(), error_rate(judge, x_sel, y, draws).mean()
     assert abs(rate_sel - 0.5) < 0.05 and abs(rate_pgd - 0.5) < 0.05, (rate_sel, rate_pgd)  # sd 0.01
     assert rate_sel >= rate_pgd - 0.05
+
+
+def test_refuses_a_numpy_preprocessing_defence():
+    from art.defences.preprocessor import FeatureSqueezing
+    from art.estimators.classification import PyTorchClassifier
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    clf = PyTorchClassifier(
+        net,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        preprocessing_defences=[FeatureSqueezing(clip_values=(0.0, 1.0))],
+    )
+    with pytest.raises(ValueError, match=r"needs PyTorch preprocessing operations only .* got \['FeatureSqueezing'\]"):
+        SelectiveEOTPGD(clf, verbose=False)

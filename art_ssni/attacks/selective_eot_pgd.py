@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from art.estimators.classification import PyTorchClassifier
 from scipy.special import betainc
 
@@ -194,6 +195,13 @@ class SelectiveEOTPGD(PGDEOT):
             raise ValueError(f"resubmissions must be an int >= 1, got {self.resubmissions!r}.")
         if not is_int(self.votes) or self.votes < 1 or self.votes % 2 == 0:
             raise ValueError(f"votes must be an odd int >= 1, got {self.votes!r}.")
+        ops = getattr(self.estimator, "preprocessing_operations", None) or []
+        other = [type(op).__name__ for op in ops if not isinstance(op, PreprocessorPyTorch)]
+        if other:
+            raise ValueError(
+                f"estimator: SelectiveEOTPGD needs PyTorch preprocessing operations only (per-copy losses run the "
+                f"all-torch chain), got {other}."
+            )
 
     def _gradient(self, x: np.ndarray, y_one_hot: np.ndarray, iteration: int) -> np.ndarray:
         """Weighted EOT gradient ``Σ_k w_k ∇ℓ_k`` of ``(B, C, H, W)`` iterates (``eot_iter`` copies each)."""
