@@ -13,6 +13,7 @@ from art.estimators.classification import PyTorchClassifier
 from art_ssni._common import is_real as _is_number
 from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.pgd_eot import PGDEOT
+from art_ssni.attacks.requirements import Requires
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.diffusion.sampling import purify
 from art_ssni.preprocessor import SSNIPreprocessor
@@ -110,6 +111,7 @@ class ScoreAwarePGD(PGDEOT):
 
     attack_params = PGDEOT.attack_params + ["lam", "lam_schedule", "straight_through"]
     _estimator_requirements = (PyTorchClassifier,)
+    defence_requirements = (Requires.PURIFIER, Requires.SELECTOR)  # straight_through=True: also SINGLE_STAGE
 
     def __init__(
         self,
