@@ -52,6 +52,19 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _attack_names() -> list[str]:
+    from art_ssni.attacks.registry import ATTACKS
+
+    return list(ATTACKS)
+
+
+def _odd_int(text: str) -> int:
+    value = _positive_int(text)
+    if value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"must be an odd integer >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from art_ssni._version import __version__
 
@@ -77,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--attack",
         type=_csv,
         default=["pgd-eot", "score-aware"],
-        help="comma-separated attacks among pgd-eot, bpda-eot, score-aware, score-aware-st; each defence "
-        "gets the applicable ones (default: %(default)s)",
+        help=f"comma-separated attacks among {', '.join(_attack_names())}; each defence gets the applicable ones, "
+        "the others are skipped with a message (default: %(default)s)",
     )
     ev.add_argument("--n-images", type=_positive_int, default=32, help="test images evaluated (default: %(default)s)")
     ev.add_argument("--eps", type=_positive_float, default=None, help="attack budget (default: the zoo's, 0.2 ℓ∞)")
@@ -86,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--eps-step", type=_positive_float, default=None, help="step size (default: eps / 4)")
     ev.add_argument("--iterations", type=_positive_int, default=10, help="attack iterations (default: %(default)s)")
     ev.add_argument("--eot", type=_positive_int, default=4, help="EOT samples per iteration (default: %(default)s)")
-    ev.add_argument("--votes", type=_positive_int, default=1, help="majority-vote purifications (default: 1)")
+    ev.add_argument("--votes", type=_odd_int, default=9, help="K of the vote-K protocol, odd (default: %(default)s)")
+    ev.add_argument("--redraws", type=_positive_int, default=5, help="re-judgings of the single protocol (default: 5)")
+    ev.add_argument("--resubmit", type=_positive_int, default=10, help="N of the resubmit-N protocol (default: 10)")
     ev.add_argument("--t-star", type=_positive_int, default=None, help="base noise level t* (default: the zoo's)")
     ev.add_argument("--tau", type=_positive_float, default=None, help="SSNI-N temperature (default: reference std)")
     ev.add_argument("--bias", type=float, default=5.0, help="reweighting bias b (default: %(default)s)")
@@ -204,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lb.add_argument("--eot", type=_positive_int, default=20, help="EOT samples per gradient (default: %(default)s)")
     lb.add_argument("--eps-step", type=_positive_float, default=None, help="PGD step (default: 0.007 at 8/255)")
-    lb.add_argument("--votes", type=_positive_int, default=1, help="majority-vote purifications (default: 1)")
+    lb.add_argument("--votes", type=_odd_int, default=9, help="K of the vote-K protocol, odd (default: %(default)s)")
     lb.add_argument("--batch-size", type=_positive_int, default=32, help="examples per batch (default: %(default)s)")
     lb.add_argument("--seed", type=int, default=0, help="seed of the run (default: %(default)s)")
     lb.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: %(default)s)")
@@ -334,12 +349,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from art_ssni import SSNIPreprocessor
 
         reference = SSNIPreprocessor(diffusion, seed=args.seed, device_type=args.device).fit(x_train).reference
-    attack_kwargs: dict[str, Any] = dict(
-        norm="inf" if args.norm == "inf" else 2,
+    from art_ssni.attacks.registry import AttackSettings
+
+    attack_settings = AttackSettings(
         eps=eps,
-        eps_step=args.eps_step or eps / 4,
+        norm="inf" if args.norm == "inf" else 2,
+        eps_step=args.eps_step,
         max_iter=args.iterations,
-        eot_iter=args.eot,
+        eot=args.eot,
         seed=args.seed,
         verbose=not args.quiet,
     )
@@ -355,13 +372,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         nb_classes=int(models.nb_classes if args.classifier is None else int(np.max(y)) + 1),
         clip_values=models.clip_values,
         defence_kwargs=defence_kwargs,
-        attack_kwargs=attack_kwargs,
+        attack_settings=attack_settings,
         votes=args.votes,
+        redraws=args.redraws,
+        resubmit=args.resubmit,
         seed=args.seed,
         device_type="gpu" if args.device == "cuda" else "cpu",
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
     )
     seconds = time.perf_counter() - start
+    print(
+        f"n = {len(x)}, eps = {eps:g}, {args.iterations} iterations, EOT {args.eot}, single = mean of "
+        f"{args.redraws} re-judgings, resubmit-{args.resubmit}, vote-{args.votes}; {seconds:.0f} s"
+    )
     _print_table(rows)
     results = {
         "command": "evaluate",
@@ -374,9 +397,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "base": args.base,
             "defences": defences,
             "attacks": args.attack,
-            "attack": attack_kwargs,
+            "attack": {k: (str(v) if k == "norm" else v) for k, v in attack_settings.__dict__.items()},
             "defence": defence_kwargs,
             "votes": args.votes,
+            "redraws": args.redraws,
+            "resubmit": args.resubmit,
             "reference": reference.to_dict() if reference else None,
         },
         "versions": _versions(),
@@ -398,17 +423,23 @@ def _with_base(name: str, base: str) -> str:
 
 
 def _print_table(rows: Sequence[Any]) -> None:
-    attack_names = sorted({a for row in rows for a in row.attacks})
-    header = ["defence", "clean", *attack_names, "worst case"]
-    print("  ".join(f"{h:>14}" for h in header))
+    """Worst case (clean AND every attack) per defence and protocol, in %, with 95 % Wilson intervals."""
+    from art_ssni.evaluation.stats import format_accuracy, mcnemar_p
+
+    protocols = ("single", "resubmit", "vote")
+    print("worst case (clean AND every attack), % [95 % Wilson interval]")
+    print("  ".join([f"{'defence':<14}", *(f"{p:<22}" for p in protocols), "attacks"]))
     for row in rows:
         res = row.result
-        cells = [row.defence, f"{100 * res['clean_accuracy']:.1f}"]
-        cells += [
-            f"{100 * res['attack_accuracy'][a]:.1f}" if a in res["attack_accuracy"] else "-" for a in attack_names
-        ]
-        cells.append(f"{100 * res['worst_case_accuracy']:.1f}")
-        print("  ".join(f"{c:>14}" for c in cells))
+        cells = [format_accuracy(res["protocols"][p]["worst_case"]) for p in protocols]
+        print("  ".join([f"{row.defence:<14}", *(f"{c:<22}" for c in cells), ", ".join(row.attacks) or "-"]))
+    base = next((r for r in rows if r.defence in ("diffpure", "gns", "gdmp")), None)
+    if base is not None:
+        for row in rows:
+            if row is base or row.defence == "none":
+                continue
+            a, b = row.result["per_example"]["single"]["worst_case"], base.result["per_example"]["single"]["worst_case"]
+            print(f"McNemar (single, first re-judging) {row.defence} vs {base.defence}: p = {mcnemar_p(a, b):.3g}")
 
 
 def _evaluate_plots(rows: Sequence[Any], out: Path, t_star: int) -> None:
@@ -418,8 +449,8 @@ def _evaluate_plots(rows: Sequence[Any], out: Path, t_star: int) -> None:
 
     plots.accuracy_bars(
         [r.defence for r in rows],
-        [r.result["clean_accuracy"] for r in rows],
-        [r.result["worst_case_accuracy"] for r in rows],
+        [r.result["protocols"]["single"]["clean"]["accuracy"] for r in rows],
+        [r.result["protocols"]["single"]["worst_case"]["accuracy"] for r in rows],
         out / "accuracy.png",
     )
     ssni = [r for r in rows if r.norms_clean]
@@ -517,12 +548,15 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise CLIError(str(err)) from err
     if int(os.environ.get("RANK", "0")) == 0:
-        attacks = ", ".join(f"{name} {acc:.2f}" for name, acc in info["attack_acc"].items())
+        from art_ssni.evaluation.stats import format_accuracy
+
         print(f"{info['name']}  {args.dataset} {info['threat_model']} eps={info['eps']:.5g}  n={info['n_ex']}")
-        print(
-            f"clean {info['clean_acc']:.2f} %  robust {info['robust_acc']:.2f} %  worst case "
-            f"{info['worst_case_acc']:.2f} %  ({attacks})"
-        )
+        for name, table in info["protocols"].items():
+            attacks = ", ".join(f"{a} {format_accuracy(r)}" for a, r in table["attacks"].items())
+            print(
+                f"{name}: clean {format_accuracy(table['clean'])}  worst case {format_accuracy(table['worst_case'])}"
+                f"  ({attacks})"
+            )
         print(f"wrote {args.out / 'model_info.json'}")
     return 0
 

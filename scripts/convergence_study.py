@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from art_ssni.evaluation.stats import wilson_interval
 
 from art_ssni import defences, zoo
 from art_ssni._common import versions, write_json_atomic
 from art_ssni.attacks import PGDEOT, LowFrequencyPGD, SelectiveEOTPGD
 from art_ssni.evaluation import robust_accuracy
 from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.evaluation.stats import wilson_interval
 
 ATTACKS = ("pgd-eot", "selective-eot", "low-frequency")
 

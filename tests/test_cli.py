@@ -31,7 +31,12 @@ def test_evaluate_small_writes_json_and_plots(tmp_path, capsys):
     assert {"torch", "diffusers", "adversarial-robustness-toolbox"} <= set(results["versions"])
     for row in results["defences"]:
         res = row["result"]
-        assert 0.0 <= res["worst_case_accuracy"] <= 1.0 and res["n"] == 4
+        assert res["n"] == 4 and set(res["protocols"]) == {"single", "resubmit", "vote"}
+        per = res["per_example"]["single"]
+        implied = [c and all(per[a][i] for a in row["attacks"]) for i, c in enumerate(per["clean"])]
+        assert per["worst_case"] == implied  # the worst case is the AND
+        record = res["protocols"]["vote"]["worst_case"]
+        assert record["n"] == 4 and record["ci95"][0] <= record["accuracy"] <= record["ci95"][1]
         assert "pgd-eot" in row["attacks"]
         assert ("score-aware" in row["attacks"]) == row["defence"].startswith("ssni")
     ssni = results["defences"][2]
@@ -39,7 +44,8 @@ def test_evaluate_small_writes_json_and_plots(tmp_path, capsys):
     for png in ("accuracy.png", "score_norms.png", "timesteps.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out
-    assert "worst case" in table and "ssni-l" in table
+    assert "worst case" in table and "ssni-l" in table and "n = 4" in table and "vote-9" in table
+    assert "McNemar" in table
 
 
 @pytest.mark.slow
@@ -50,6 +56,17 @@ def test_evaluate_on_gns_base(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert [d["defence"] for d in results["defences"]] == ["gns", "gns+ssni-n"]
     assert results["defences"][1]["settings"]["base"] == "gns"
+
+
+@pytest.mark.slow
+def test_evaluate_skips_an_attack_the_base_cannot_take(tmp_path, capsys):
+    out = tmp_path / "gns-st"
+    argv = ["evaluate", *SMALL, "--out", str(out), "--base", "gns", "--defences", "ssni-n", "--no-plots"]
+    argv = [a for a in argv if a != "--quiet"]
+    assert main([*argv, "--attack", "pgd-eot,score-aware-st"]) == 0
+    row = json.loads((out / "results.json").read_text())["defences"][0]
+    assert row["attacks"] == ["pgd-eot"] and "single-stage" in row["skipped"]["score-aware-st"]
+    assert "skipped score-aware-st" in capsys.readouterr().err
 
 
 def test_calibrate_writes_reference(tmp_path):
@@ -84,7 +101,7 @@ def test_train_zoo_few_steps(tmp_path):
     "argv,message",
     [
         (["evaluate", "--defences", "diffpure,ssni-x", "--n-images", "2"], "defences must be among"),
-        (["evaluate", "--attack", "fgsm", "--n-images", "2"], "attack must be among"),
+        (["evaluate", "--attack", "fgsm", "--n-images", "2"], "attacks must be among"),
         (["evaluate", "--diffusion", "/nonexistent/dm", "--n-images", "2"], "does not exist"),
         (["evaluate", "--data", "/nonexistent/data.npz", "--n-images", "2"], "file not found"),
         (["evaluate", "--classifier", "no_colon", "--n-images", "2"], "MODULE:FACTORY"),

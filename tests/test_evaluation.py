@@ -11,8 +11,9 @@ from art.attacks.attack import EvasionAttack
 
 from art_ssni import SSNIPreprocessor
 from art_ssni.attacks import PGDEOT
-from art_ssni.evaluation import RobustAccuracyResult, majority_vote, margins, robust_accuracy
+from art_ssni.evaluation import RobustAccuracyResult, margins, mcnemar_p, robust_accuracy, wilson_interval
 from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.voting import majority_vote
 
 
 class FixedAttack(EvasionAttack):
@@ -27,6 +28,16 @@ class FixedAttack(EvasionAttack):
 
     def generate(self, x, y=None, **kwargs):
         return self.output.copy()
+
+
+class IdentityAttack(FixedAttack):
+    """Returns its input (an "attack" that changes nothing)."""
+
+    def __init__(self, estimator) -> None:
+        super().__init__(estimator, np.zeros(0))
+
+    def generate(self, x, y=None, **kwargs):
+        return x.copy()
 
 
 class NoisyClassifier:
@@ -58,8 +69,22 @@ def test_majority_vote_ties_to_smallest_label():
     np.testing.assert_array_equal(majority_vote(preds, 4), [1, 2, 0])
 
 
-# ---------------------------------------------------------------- worst case with a deterministic classifier
-def test_worst_case_picks_the_fooling_candidate_per_sample():
+class RightWithProbability:
+    """2 classes; right with probability ``p`` on every input, independently per row (numpy's global generator)."""
+
+    nb_classes = 2
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def predict(self, x, batch_size=64):
+        right = np.random.random_sample(len(x)) < self.p
+        label = np.where(right, 0, 1)  # every true label is 0
+        return np.eye(2)[label]
+
+
+# ---------------------------------------------------------------- the AND, on a deterministic classifier
+def test_worst_case_is_the_and_of_clean_and_every_attack():
     clf = NoisyClassifier(noise=0.0)
     x = constant_images([1, 3, 5, 7])
     y = np.array([1, 3, 5, 0])  # the last sample is misclassified clean
@@ -69,39 +94,68 @@ def test_worst_case_picks_the_fooling_candidate_per_sample():
     fools_1[1] = 4 / 9
     x_before = x.copy()
     attacks = {"a": FixedAttack(clf, fools_0), "b": FixedAttack(clf, fools_1)}
-    result = robust_accuracy(clf, x, y, attacks, votes=3, seed=1)
+    result = robust_accuracy(clf, x, y, attacks, votes=3, redraws=2, resubmit=2, seed=1)
     np.testing.assert_array_equal(x, x_before)
     assert isinstance(result, RobustAccuracyResult) and result.n == 4
     assert result.clean_accuracy == 0.75
     assert result.attack_accuracy == {"a": 0.5, "b": 0.5}
     assert result.attack_correct == {"a": [False, True, True, False], "b": [True, False, True, False]}
-    assert result.worst_case_source == ["a", "b", "clean", "clean"]
     assert result.worst_case_correct == [False, False, True, False]
-    assert result.worst_case_accuracy == result.worst_case_vote_accuracy == 0.25
-    assert result.clean_vote_accuracy == 0.75 and result.attack_vote_accuracy == {"a": 0.5, "b": 0.5}
+    assert result.worst_case_source == ["a", "b", "clean", "clean"]
+    for verdicts in (result.resubmit_correct, result.vote_correct):
+        assert verdicts["worst_case"] == [False, False, True, False]
     np.testing.assert_array_equal(result.worst_case_inputs[:2], np.stack([fools_0[0], fools_1[1]]))
     record = json.loads(json.dumps(result.to_dict()))
-    assert record["attack_accuracy"] == {"a": 0.5, "b": 0.5} and "worst_case_inputs" not in record
-    assert "worst case (vote of 3): 25.0 %" in result.summary()
+    assert record["protocols"]["vote"]["worst_case"]["accuracy"] == 0.25
+    assert record["protocols"]["single"]["a"]["n"] == 4
+    lo, hi = record["protocols"]["resubmit"]["worst_case"]["ci95"]
+    assert (lo, hi) == pytest.approx(wilson_interval(1, 4)) and lo < 0.25 < hi
+    assert record["per_example"]["single"]["worst_case"] == [False, False, True, False]
+    assert "worst_case_inputs" not in record
+    assert "25.0 %" in result.summary()
 
 
-def test_lowest_margin_candidate_wins_when_nothing_fools():
-    clf = NoisyClassifier(noise=0.0)
-    x = constant_images([4])
-    near = constant_images([4.4])  # still class 4, smaller margin
-    result = robust_accuracy(clf, x, np.array([4]), {"far": FixedAttack(clf, x), "near": FixedAttack(clf, near)})
-    assert result.worst_case_source == ["near"] and result.worst_case_accuracy == 1.0
+# ---------------------------------------------------------------- the p = 0.7 case (issue 16)
+def test_right_with_probability_07_and_two_identity_attacks():
+    clf = RightWithProbability(0.7)
+    n = 2000
+    x = np.zeros((n, 1, 2, 2), np.float32)
+    y = np.zeros(n, dtype=int)
+    attacks = {"id1": IdentityAttack(clf), "id2": IdentityAttack(clf)}
+    result = robust_accuracy(clf, x, y, attacks, votes=9, redraws=5, resubmit=2, seed=0, batch_size=500)
+    single = np.array(result.single_redraws["worst_case"])
+    se = np.sqrt(0.343 * 0.657 / n)
+    assert abs(result.worst_case_accuracy - 0.343) < 4 * se
+    assert abs(single.mean() - 0.343) < 4 * se / np.sqrt(2)
+    assert abs(float(np.mean(result.resubmit_correct["worst_case"])) - 0.7**6) < 4 * np.sqrt(0.7**6 / n)
+    from scipy.stats import binom
+
+    vote9 = binom.sf(4, 9, 0.7) ** 3  # each of the 3 candidates needs >= 5 of 9 votes
+    assert abs(float(np.mean(result.vote_correct["worst_case"])) - vote9) < 4 * np.sqrt(vote9 * (1 - vote9) / n)
+    # the AND: worst_case_correct implies every candidate's verdict
+    worst = np.array(result.worst_case_correct)
+    assert not (worst & ~np.array(result.clean_correct)).any()
+    for flags in result.attack_correct.values():
+        assert not (worst & ~np.array(flags)).any()
+    assert worst.sum() < np.sum(result.clean_correct)  # the AND is strictly smaller here
 
 
-def test_worst_case_prefers_the_candidate_that_fails_most_often():
-    clf = NoisyClassifier(noise=0.6)
-    x = constant_images([4] * 10)
-    rare = constant_images([4.1] * 10)  # class 4 most of the time
-    often = constant_images([4.6] * 10)  # class 5 most of the time
-    attacks = {"rare": FixedAttack(clf, rare), "often": FixedAttack(clf, often)}
-    result = robust_accuracy(clf, x, np.full(10, 4), attacks, votes=15, seed=0)
-    assert result.worst_case_source == ["often"] * 10
-    assert result.attack_vote_accuracy["rare"] > result.attack_vote_accuracy["often"]
+def test_resubmit_default_n_is_below_07_to_the_3n():
+    clf = RightWithProbability(0.7)
+    x = np.zeros((300, 1, 2, 2), np.float32)
+    attacks = {"id1": IdentityAttack(clf), "id2": IdentityAttack(clf)}
+    result = robust_accuracy(clf, x, np.zeros(300, dtype=int), attacks, seed=3)
+    assert result.resubmit == 10 and result.votes == 9 and result.redraws == 5
+    assert float(np.mean(result.resubmit_correct["worst_case"])) <= 0.7**30 + 1 / 300
+
+
+def test_mcnemar_exact_two_sided():
+    a = np.array([True] * 10 + [False] * 10)
+    b = np.array([False] * 8 + [True] * 2 + [False] * 10)  # 8 discordant pairs for a, 0 for b
+    assert mcnemar_p(a, b) == pytest.approx(2 * 0.5**8)
+    assert mcnemar_p(a, a) == 1.0
+    with pytest.raises(ValueError, match="same samples"):
+        mcnemar_p(a, b[:3])
 
 
 # ---------------------------------------------------------------- randomness: fresh draws, seeds, votes
@@ -123,29 +177,39 @@ def test_seeded_runs_reproducible_and_global_rng_restored():
     assert a.to_dict() != c.to_dict()
 
 
-def test_verdicts_use_fresh_randomness():
-    # With heavy noise, the final one-shot verdict is a new draw: it disagrees with the attack's own verdict
-    # for some samples (it would agree everywhere if the randomness were replayed).
+def test_each_batch_draws_new_noise():
+    # the same inputs in two batches: with one seed for every batch the verdicts would repeat exactly
     clf = NoisyClassifier(noise=3.0)
     x = constant_images([5] * 40)
-    result = robust_accuracy(clf, x, np.full(40, 5), {"id": FixedAttack(clf, x)}, votes=1, seed=0)
-    per_attack = np.array(result.attack_correct["id"])
-    assert (np.array(result.worst_case_correct) != per_attack).any()
+    result = robust_accuracy(clf, x, np.full(40, 5), {}, votes=1, redraws=3, resubmit=1, seed=0, batch_size=20)
+    clean = np.array(result.clean_correct)
+    assert (clean[:20] != clean[20:]).any()
+
+
+def test_verdicts_use_fresh_randomness():
+    # With heavy noise, the attack's candidate and the clean input (the same array) get different verdicts
+    clf = NoisyClassifier(noise=3.0)
+    x = constant_images([5] * 40)
+    result = robust_accuracy(clf, x, np.full(40, 5), {"id": IdentityAttack(clf)}, votes=1, seed=0)
+    assert (np.array(result.clean_correct) != np.array(result.attack_correct["id"])).any()
 
 
 def test_majority_vote_beats_one_shot_on_a_noisy_classifier():
     clf = NoisyClassifier(noise=0.8)
     x = constant_images([5] * 60)
-    result = robust_accuracy(clf, x, np.full(60, 5), {"id": FixedAttack(clf, x)}, votes=25, seed=0)
-    assert result.worst_case_vote_accuracy > result.worst_case_accuracy
-    assert result.worst_case_vote_accuracy >= 0.9
+    result = robust_accuracy(clf, x, np.full(60, 5), {"id": IdentityAttack(clf)}, votes=25, seed=0)
+    vote = float(np.mean(result.vote_correct["worst_case"]))
+    assert vote > result.worst_case_accuracy and vote >= 0.9
 
 
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        (dict(votes=0), ValueError, r"votes must be an int >= 1, got 0"),
+        (dict(votes=0), ValueError, r"votes must be an odd int >= 1, got 0"),
+        (dict(votes=4), ValueError, r"votes must be an odd int >= 1, got 4"),
+        (dict(redraws=0), ValueError, r"redraws must be an int >= 1, got 0"),
+        (dict(resubmit=0), ValueError, r"resubmit must be an int >= 1, got 0"),
         (dict(seed=-1), ValueError, r"seed must be an int >= 0, got -1"),
         (dict(batch_size=0), ValueError, r"batch_size must be an int >= 1, got 0"),
         (dict(attacks=[1]), TypeError, r"attacks must be a mapping"),
@@ -180,7 +244,8 @@ def test_end_to_end_with_ssni_and_pgd_eot(model, images):
     x = images[:3]
     y = np.argmax(clf.predict(x), axis=1)
     attacks = {"pgd-eot": PGDEOT(clf, eps=0.1, eps_step=0.05, max_iter=2, eot_iter=1, verbose=False)}
-    result = robust_accuracy(clf, x, y, attacks, votes=3)
+    result = robust_accuracy(clf, x, y, attacks, votes=3, redraws=2, resubmit=2)
     assert result.n == 3 and set(result.attack_accuracy) == {"pgd-eot"}
-    assert 0.0 <= result.worst_case_accuracy <= 1.0 and len(result.worst_case_vote_correct) == 3
-    assert result.worst_case_inputs.shape == x.shape
+    worst = np.array(result.worst_case_correct)
+    assert not (worst & ~np.array(result.clean_correct)).any()
+    assert len(result.vote_correct["worst_case"]) == 3 and result.worst_case_inputs.shape == x.shape

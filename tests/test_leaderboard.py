@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from art_ssni import ReferenceStats
+from art_ssni.attacks.requirements import Requires
 from art_ssni.leaderboard import (
     ATTACKS,
     Protocol,
@@ -82,7 +83,8 @@ def numbers(info: dict) -> dict:
         (dict(eps=0.1, eps_step=-1.0), "eps_step must be a finite number > 0 or None"),
         (dict(eps=0.1, batch_size=True), "batch_size must be an int >= 1"),
         (dict(eps=0.1, seed=-1), "seed must be an int >= 0"),
-        (dict(eps=0.1, votes=0), "votes must be an int >= 1"),
+        (dict(eps=0.1, votes=0), "votes must be an odd int >= 1"),
+        (dict(eps=0.1, votes=2), "votes must be an odd int >= 1"),
     ],
 )
 def test_protocol_validation(kw, message):
@@ -95,11 +97,13 @@ def test_protocol_standard_settings():
     assert p.is_standard and p.iterations_of("rand-aa") == 100 and p.iterations_of("pgd-eot") == 200
     assert p.step == pytest.approx(0.007)  # the paper's step at 8/255
     assert Protocol(eps=0.5, threat_model="L2").norm == 2
-    run_, skipped = p.applicable(purified=True, ssni=False)  # DiffPure: no score-aware attacks
+    run_, skipped = p.applicable({Requires.PURIFIER, Requires.SINGLE_STAGE})  # DiffPure: no score-aware attacks
     assert "score-aware" in skipped and "bpda-eot" in run_
-    run_, skipped = p.applicable(purified=True, ssni=True, base="gns")  # straight-through t: single-stage only
-    assert skipped == ["score-aware-st"] and "score-aware" in run_
-    desc = p.describe(purified=True, ssni=True)
+    run_, skipped = p.applicable({Requires.PURIFIER, Requires.SELECTOR})  # GNS: straight-through t needs one stage
+    assert list(skipped) == ["score-aware-st"] and "score-aware" in run_ and "single-stage" in skipped["score-aware-st"]
+    run_, skipped = p.applicable(set())  # no defence: only the attacks that need nothing
+    assert run_ == ["rand-aa", "pgd-eot"]
+    desc = p.describe({Requires.PURIFIER, Requires.SELECTOR, Requires.SINGLE_STAGE})
     assert desc["attacks"]["rand-aa"]["eot"] == 20 and desc["attacks"]["rand-aa"]["initial_step"] == pytest.approx(
         16 / 255
     )
@@ -201,35 +205,35 @@ def test_store_refuses_other_settings(tmp_path):
 
 
 def test_merge_records_by_hand():
+    def rec(batch, seed, clean, ce, dlr, resub, vote):
+        worst = [c and a and d for c, a, d in zip(clean, ce, dlr, strict=True)]
+        names = ("clean", "apgd-ce", "apgd-dlr", "worst_case")
+        return {
+            "batch": batch,
+            "seed": seed,
+            "clean_correct": clean,
+            "attack_correct": {"apgd-ce": ce, "apgd-dlr": dlr},
+            "worst_case_correct": worst,
+            "single_counts": {k: [sum(v), sum(v)] for k, v in zip(names, (clean, ce, dlr, worst), strict=True)},
+            "resubmit_correct": dict(zip(names, resub, strict=True)),
+            "vote_correct": dict(zip(names, vote, strict=True)),
+            "worst_case_source": ["clean"] * len(clean),
+        }
+
     recs = [
-        {
-            "batch": 1,
-            "seed": 7,
-            "clean_correct": [True],
-            "attack_correct": {"apgd-ce": [True], "apgd-dlr": [False]},
-            "worst_case_correct": [False],
-            "worst_case_vote_correct": [False],
-            "worst_case_source": ["apgd-dlr"],
-        },
-        {
-            "batch": 0,
-            "seed": 5,
-            "clean_correct": [True, False],
-            "attack_correct": {"apgd-ce": [True, False], "apgd-dlr": [True, True]},
-            "worst_case_correct": [True, False],
-            "worst_case_vote_correct": [True, False],
-            "worst_case_source": ["clean", "clean"],
-        },
+        rec(1, 7, [True], [True], [False], [[False]] * 4, [[True]] * 4),
+        rec(0, 5, [True, False], [True, False], [True, True], [[True, False]] * 4, [[True, False]] * 4),
     ]
     summary, per = merge_records(recs, n_ex=3, batch_size=2)
-    assert summary["clean_acc"] == pytest.approx(66.67) and summary["robust_acc"] == pytest.approx(33.33)
-    assert summary["attack_acc"] == {
-        "apgd-ce": pytest.approx(66.67),
-        "apgd-dlr": pytest.approx(66.67),
-        "rand-aa": pytest.approx(33.33),
-    }
-    assert summary["autoattack_acc"] == summary["attack_acc"]["rand-aa"]
-    assert per["robust_correct"] == [True, False, False] and per["batch_seeds"] == [5, 7]
+    assert summary["clean_acc"] == pytest.approx(2 / 3) and summary["robust_acc"] == pytest.approx(1 / 3)
+    single = summary["protocols"]["single"]
+    assert single["attacks"]["apgd-dlr"]["accuracy"] == pytest.approx(2 / 3) and single["clean"]["n"] == 3
+    lo, hi = single["worst_case"]["ci95"]
+    assert lo < 1 / 3 < hi
+    assert summary["protocols"]["resubmit"]["worst_case"]["accuracy"] == pytest.approx(1 / 3)
+    assert summary["protocols"]["vote"]["worst_case"]["accuracy"] == pytest.approx(2 / 3)
+    assert summary["autoattack_acc"] == pytest.approx(1 / 3)
+    assert per["single"]["worst_case"] == [True, False, False] and per["batch_seeds"] == [5, 7]
     with pytest.raises(ValueError, match="expected batches 0..1 once each"):
         merge_records(recs[:1], n_ex=3, batch_size=2)
 
@@ -240,15 +244,15 @@ def test_run_writes_valid_json_and_rerun_computes_nothing(model, data, tmp_path)
     stored = json.loads((tmp_path / "model_info.json").read_text())
     assert stored == json.loads(json.dumps(info))
     assert info["n_ex"] == 5 and info["runtime"]["batches"] == 3 and info["runtime"]["batches_computed_this_run"] == 3
-    assert set(info["attack_acc"]) == {"apgd-ce", "apgd-dlr", "rand-aa", "pgd-eot", "score-aware"}
+    single = info["protocols"]["single"]
+    assert set(single["attacks"]) == {"apgd-ce", "apgd-dlr", "pgd-eot", "score-aware"}
     assert info["purifier"]["reweight"] == "sigmoid" and info["purifier"]["eot_samples"] == 2
     assert not info["protocol"]["standard"] and info["protocol"]["attacks"]["pgd-eot"]["iterations"] == 2
     per = json.loads((tmp_path / "per_example.json").read_text())
-    flags = np.array(per["clean_correct"])
-    for name, acc in info["attack_acc"].items():
-        if name != "rand-aa":
-            assert acc == pytest.approx(100 * np.mean(per["attack_correct"][name]), abs=0.01)
-    assert info["clean_acc"] == pytest.approx(100 * flags.mean(), abs=0.01)
+    for name, record in info["protocols"]["vote"]["attacks"].items():
+        assert record["accuracy"] == pytest.approx(np.mean(per["vote"][name]))
+    worst = np.array(per["single"]["worst_case"])
+    assert not (worst & ~np.array(per["single"]["clean"])).any()
     assert sorted(p.name for p in (tmp_path / "batches").iterdir()) == [f"batch-00000{i}.json" for i in range(3)]
     again = run(model, data, tmp_path)
     assert again["runtime"]["batches_computed_this_run"] == 0
@@ -306,10 +310,10 @@ def test_randomness_is_keyed_by_batch(model, data, tmp_path, monkeypatch):
 
 def test_defence_none_and_diffpure(model, data, tmp_path):
     none = run(model, data, tmp_path / "none", defence="none", protocol=small(attacks=("rand-aa", "bpda-eot")))
-    assert none["purifier"] is None and none["protocol"]["skipped_attacks"] == ["bpda-eot"]
+    assert none["purifier"] is None and list(none["protocol"]["skipped_attacks"]) == ["bpda-eot"]
     assert none["protocol"]["attacks"]["rand-aa"]["eot"] == 1
     dp = run(model, data, tmp_path / "dp", defence="diffpure", protocol=small(attacks=("pgd-eot", "score-aware")))
-    assert dp["protocol"]["skipped_attacks"] == ["score-aware"] and dp["purifier"]["reweight"] == "constant"
+    assert list(dp["protocol"]["skipped_attacks"]) == ["score-aware"] and dp["purifier"]["reweight"] == "constant"
 
 
 def test_run_validation(model, data, tmp_path):
@@ -344,9 +348,15 @@ def test_cost_formula_by_hand():
     from art_ssni.leaderboard.cost import unet_evaluations
 
     p = Protocol(eps=0.1, attacks=("pgd-eot", "rand-aa"), iterations=2, eot=3)
-    # DiffPure, DDPM t* = 10: K = 10, P = 10, G = 4·3·10 = 120; evaluation: clean + 3 attack outputs + worst case
+    # DiffPure, DDPM t* = 10: K = 10, P = 10, G = 4·3·10 = 120; PGD judged after both iterations with 8 draws;
+    # evaluation: clean + 3 attack outputs, each (5 + 10 + 9) draws
     c = unet_evaluations(p, t_star=10, ssni=False)
-    assert c == {"pgd-eot": 10 + 2 * 130, "rand-aa": 2 * (2 * 130 + 40), "evaluation": 5 * 10, "total": 920}
+    assert c == {
+        "pgd-eot": 2 * 120 + 2 * 8 * 10,
+        "rand-aa": 2 * (2 * 130 + 40),
+        "evaluation": 4 * 24 * 10,
+        "total": 1960,
+    }
     # SSNI, DDIM 4 steps, T' = 5: K = min(4, 10 - 1 + 5) = 4, P = 9, G = 5 + 3·3·4 (no checkpoint) = 41
     c = unet_evaluations(
         Protocol(eps=0.1, attacks=("score-aware",), iterations=1, eot=3),
@@ -357,13 +367,13 @@ def test_cost_formula_by_hand():
         score_steps=5,
         checkpoint=False,
     )
-    assert c["score-aware"] == 9 + (41 + 9 + 15) and c["evaluation"] == 3 * 9
+    assert c["score-aware"] == (41 + 15) + 8 * 9 and c["evaluation"] == 2 * 24 * 9
 
 
 def test_cost_formula_bounds_a_real_run(model, data, tmp_path):
     """The UNet rows a real run evaluates (model.nfe, checkpoint recomputation included) stay under the bound.
 
-    (Well under it here: PGD stops early on fooled examples, SSNI picks t_i < t_max, backward is not in nfe.)"""
+    (Under it here: SSNI picks t_i < t_max, backward is not in nfe.)"""
     from art_ssni.leaderboard.cost import unet_evaluations
 
     p = small()
@@ -426,7 +436,7 @@ def test_cli_leaderboard(tmp_path, capsys):
     out = capsys.readouterr().out
     info = json.loads((tmp_path / "model_info.json").read_text())
     assert info["eps"] == pytest.approx(0.1) and info["defence"] == "diffpure"
-    assert f"clean {info['clean_acc']:.2f} %" in out and "wrote" in out
+    assert "single: clean" in out and "vote: clean" in out and "wrote" in out
     assert main([*args, "--out", str(tmp_path), "--eps", "0.2"]) == 2  # other settings, same folder
     assert "other settings (" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "x"), "--defence", "nope"]) == 2

@@ -6,6 +6,7 @@ from typing import Any
 
 from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.pgd_eot import PGDEOT
+from art_ssni.attacks.requirements import Requires
 
 __all__ = ["BPDAEOT"]
 
@@ -44,6 +45,8 @@ class BPDAEOT(PGDEOT):
     :param seed: seed of the random starts.
     :param verbose: show a progress bar.
     """
+
+    defence_requirements = (Requires.PURIFIER,)
 
     def __init__(
         self,

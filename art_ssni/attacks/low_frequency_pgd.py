@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.fft import dctn, idctn
+from scipy.fft import dctn, idctn  # type: ignore[import-untyped]
 
 from art_ssni._common import is_finite_real
 from art_ssni.attacks.pgd_eot import PGDEOT

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from art_ssni._common import is_finite_real, is_int
 from art_ssni.attacks._common import norm_name, project, random_start, step, to_labels
+from art_ssni.attacks.requirements import Requires
 from art_ssni.attacks.selection import BestIterate, judge
 
 __all__ = ["EPS_STEP_RATIO", "PGDEOT"]
@@ -96,6 +97,8 @@ class PGDEOT(EvasionAttack):
         "verbose",
     ]
     _estimator_requirements: tuple[type, ...] = (BaseEstimator, LossGradientsMixin, ClassifierMixin)
+    #: what the attack needs of the defence (see :mod:`art_ssni.attacks.requirements`): nothing
+    defence_requirements: tuple[Requires, ...] = ()
 
     def __init__(
         self,

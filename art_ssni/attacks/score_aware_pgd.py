@@ -14,6 +14,7 @@ from art_ssni._common import is_finite_real
 from art_ssni._common import is_real as _is_number
 from art_ssni.attacks._common import find_preprocessor, to_labels
 from art_ssni.attacks.pgd_eot import PGDEOT
+from art_ssni.attacks.requirements import Requires
 from art_ssni.attacks.selection import BestIterate, judge
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.diffusion.sampling import purify
@@ -137,6 +138,7 @@ class ScoreAwarePGD(PGDEOT):
         "keep_pgd_eot",
     ]
     _estimator_requirements = (PyTorchClassifier,)
+    defence_requirements = (Requires.PURIFIER, Requires.SELECTOR)  # straight_through=True: also SINGLE_STAGE
 
     def __init__(
         self,

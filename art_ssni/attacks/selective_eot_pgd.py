@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from art.estimators.classification import PyTorchClassifier
-from scipy.special import betainc
+from scipy.special import betainc  # type: ignore[import-untyped]
 
 from art_ssni._common import is_finite_real, is_int
 from art_ssni.attacks.pgd_eot import PGDEOT
+from art_ssni.attacks.requirements import Requires
 
 __all__ = ["PROTOCOLS", "SelectiveEOTPGD", "copy_weights", "per_copy_losses"]
 
@@ -143,6 +144,7 @@ class SelectiveEOTPGD(PGDEOT):
 
     attack_params = PGDEOT.attack_params + ["protocol", "temperature", "resubmissions", "votes"]
     _estimator_requirements = (PyTorchClassifier,)
+    defence_requirements = (Requires.PURIFIER,)  # on a deterministic classifier it is PGD-EOT
 
     def __init__(
         self,

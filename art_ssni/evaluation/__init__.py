@@ -1,6 +1,16 @@
-"""Layer 5: evaluation of randomized defences -- robust accuracy with per-sample worst case, one-shot and vote."""
+"""Layer 5: evaluation of randomized defences -- robust accuracy under three deployment protocols, with intervals."""
 
-from art_ssni.evaluation.result import RobustAccuracyResult
-from art_ssni.evaluation.robust import majority_vote, margins, robust_accuracy
+from art_ssni.evaluation.result import PROTOCOLS, RobustAccuracyResult
+from art_ssni.evaluation.robust import batch_seed, margins, robust_accuracy
+from art_ssni.evaluation.stats import accuracy_record, mcnemar_p, wilson_interval
 
-__all__ = ["RobustAccuracyResult", "majority_vote", "margins", "robust_accuracy"]
+__all__ = [
+    "PROTOCOLS",
+    "RobustAccuracyResult",
+    "accuracy_record",
+    "batch_seed",
+    "margins",
+    "mcnemar_p",
+    "robust_accuracy",
+    "wilson_interval",
+]

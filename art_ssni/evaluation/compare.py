@@ -19,38 +19,15 @@ from art.attacks.attack import EvasionAttack
 from art.estimators.classification import PyTorchClassifier
 
 from art_ssni import defences as registry
-from art_ssni.attacks import BPDAEOT, PGDEOT, ScoreAwarePGD
+from art_ssni.attacks import registry as attack_registry
+from art_ssni.attacks.registry import AttackSettings
+from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.robust import robust_accuracy
 from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["ATTACKS", "DefenceEvaluation", "build_attacks", "compare_defences", "defended_classifier"]
-
-
-def _pgd(clf: PyTorchClassifier, **kw: Any) -> EvasionAttack:
-    return PGDEOT(clf, **kw)
-
-
-def _bpda(clf: PyTorchClassifier, **kw: Any) -> EvasionAttack:
-    return BPDAEOT(clf, **kw)
-
-
-def _score_aware(clf: PyTorchClassifier, **kw: Any) -> EvasionAttack:
-    return ScoreAwarePGD(clf, lam=1.0, lam_schedule="linear", **kw)
-
-
-def _score_aware_st(clf: PyTorchClassifier, **kw: Any) -> EvasionAttack:
-    return ScoreAwarePGD(clf, lam=1.0, lam_schedule="linear", straight_through=True, **kw)
-
-
-#: attack name → (factory, needs a purifier, needs an SSNI (non-constant) selector)
-ATTACKS: dict[str, tuple[Callable[..., EvasionAttack], bool, bool]] = {
-    "pgd-eot": (_pgd, False, False),
-    "bpda-eot": (_bpda, True, False),
-    "score-aware": (_score_aware, True, True),
-    "score-aware-st": (_score_aware_st, True, True),
-}
+__all__ = ["DefenceEvaluation", "build_attacks", "compare_defences", "defended_classifier"]
 
 
 @dataclass
@@ -60,12 +37,14 @@ class DefenceEvaluation:
     defence: str
     settings: dict[str, Any]
     attacks: list[str]
+    skipped: dict[str, str]
     result: dict[str, Any]
     seconds: float
     t_clean: list[int] = field(default_factory=list)
     t_adversarial: list[int] = field(default_factory=list)
     norms_clean: list[float] = field(default_factory=list)
     norms_adversarial: list[float] = field(default_factory=list)
+    worst_case_source: list[str] = field(default_factory=list)
 
 
 def defended_classifier(
@@ -90,22 +69,14 @@ def defended_classifier(
 
 
 def build_attacks(
-    clf: PyTorchClassifier, names: Sequence[str], *, has_purifier: bool, is_ssni: bool, **attack_kwargs: Any
-) -> dict[str, EvasionAttack]:
-    """The applicable attacks among ``names`` (BPDA needs a purifier; score-aware attacks need an SSNI selector)."""
-    unknown = [n for n in names if n not in ATTACKS]
-    if unknown:
-        raise ValueError(f"attack must be among {sorted(ATTACKS)}, got {unknown}.")
-    chosen = {}
-    for name in names:
-        factory, needs_purifier, needs_ssni = ATTACKS[name]
-        if (needs_purifier and not has_purifier) or (needs_ssni and not is_ssni):
-            continue
-        kwargs = dict(attack_kwargs)
-        if not has_purifier:
-            kwargs["eot_iter"] = 1  # a deterministic classifier: EOT would repeat the same gradient
-        chosen[name] = factory(clf, **kwargs)
-    return chosen
+    clf: PyTorchClassifier, names: Sequence[str], settings: AttackSettings
+) -> tuple[dict[str, EvasionAttack], dict[str, str]]:
+    """The applicable attacks among ``names`` on ``clf`` and ``{name: reason}`` for those skipped.
+
+    What an attack needs of the defence is declared in the registry (:mod:`art_ssni.attacks.registry`).
+    """
+    _, skipped = attack_registry.applicable(names, meets(clf))
+    return attack_registry.build(names, clf, settings), skipped
 
 
 def compare_defences(
@@ -120,8 +91,10 @@ def compare_defences(
     nb_classes: int,
     clip_values: tuple[float, float] = (0.0, 1.0),
     defence_kwargs: dict[str, Any] | None = None,
-    attack_kwargs: dict[str, Any] | None = None,
-    votes: int = 1,
+    attack_settings: AttackSettings | None = None,
+    votes: int = 9,
+    redraws: int = 5,
+    resubmit: int = 10,
     seed: int = 0,
     device_type: str = "cpu",
     progress: Callable[[str], None] | None = None,
@@ -129,13 +102,19 @@ def compare_defences(
     """Evaluate every defence in ``defences`` on ``x`` (``(N, C, H, W)`` in ``clip_values``), ``y`` (``(N,)``).
 
     :param defences: ``"none"`` and/or names of :func:`art_ssni.defences.available`.
-    :param attacks: names of :data:`ATTACKS`; each defence gets the applicable ones.
+    :param attacks: names of the attack registry (:data:`art_ssni.attacks.registry.ATTACKS`); each defence gets the
+        applicable ones, the others are reported through ``progress`` and in ``skipped``.
     :param defence_kwargs: settings passed to every defence factory (``t_star``, ``sampler``, ``seed`` ...).
-    :param attack_kwargs: settings passed to every attack (``eps``, ``max_iter``, ``eot_iter`` ...).
+    :param attack_settings: the attacks' budget (``eps``, ``max_iter``, ``eot`` ...); ``None``: ``eps=8/255``.
+    :param votes: ``K`` of the vote-K protocol (odd). :param redraws: re-judgings of the single protocol.
+    :param resubmit: ``N`` of the resubmit-N protocol.
     :return: one :class:`DefenceEvaluation` per defence, in order.
     """
     defence_kwargs = dict(defence_kwargs or {})
-    attack_kwargs = dict(attack_kwargs or {})
+    settings = attack_settings if attack_settings is not None else AttackSettings(eps=8 / 255)
+    unknown = [a for a in attacks if a not in attack_registry.ATTACKS]
+    if unknown:
+        raise ValueError(f"attacks must be among {list(attack_registry.ATTACKS)}, got {unknown}.")
     known = registry.available()
     bad = [d for d in defences if d != "none" and d not in known]
     if bad:
@@ -155,14 +134,17 @@ def compare_defences(
             device_type=device_type,
         )
         is_ssni = pre is not None and pre.reweight != "constant"
-        chosen = build_attacks(clf, attacks, has_purifier=pre is not None, is_ssni=is_ssni, **attack_kwargs)
+        chosen, skipped = build_attacks(clf, attacks, settings)
         if progress is not None:
-            progress(f"{name}: attacks {list(chosen)}")
-        result = robust_accuracy(clf, x, y, chosen, votes=votes, seed=seed)
+            progress(f"{name}: attacks {', '.join(chosen)}")
+            for attack, reason in skipped.items():
+                progress(f"{name}: skipped {attack} ({reason})")
+        result = robust_accuracy(clf, x, y, chosen, votes=votes, redraws=redraws, resubmit=resubmit, seed=seed)
         row = DefenceEvaluation(
             defence=name,
             settings={} if pre is None else {p: _plain(getattr(pre, p)) for p in pre.params if p != "model"},
             attacks=list(chosen),
+            skipped=skipped,
             result=result.to_dict(),
             seconds=time.perf_counter() - start,
         )
@@ -171,6 +153,7 @@ def compare_defences(
             worst = result.worst_case_inputs
             row.t_clean = pre.timesteps(x).tolist()
             row.t_adversarial = pre.timesteps(worst).tolist()
+            row.worst_case_source = list(result.worst_case_source)
             row.norms_clean = pre.score_norms(x).tolist()
             row.norms_adversarial = pre.score_norms(worst).tolist()
         rows.append(row)

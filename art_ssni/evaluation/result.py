@@ -1,80 +1,128 @@
-"""The record of a robust-accuracy evaluation (JSON-ready)."""
+"""The record of a robust-accuracy evaluation under the three deployment protocols (JSON-ready)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RobustAccuracyResult"]
+from art_ssni.evaluation.stats import accuracy_record, format_accuracy, wilson_interval
+
+__all__ = ["PROTOCOLS", "RobustAccuracyResult"]
+
+#: the deployment protocols, in the order they are reported (defined in docs/evaluation-guide.md)
+PROTOCOLS = ("single", "resubmit", "vote")
 
 
 @dataclass(frozen=True)
 class RobustAccuracyResult:
-    """Clean, per-attack and worst-case accuracy of a (randomized) defended classifier on ``n`` samples.
+    """Clean, per-attack and worst-case accuracy of a randomized defended classifier on ``n`` samples.
 
-    Accuracies are fractions in ``[0, 1]``. Per-sample flags are lists of ``n`` booleans (``True`` = correct).
+    Accuracies are fractions in ``[0, 1]``; per-sample flags are lists of ``n`` booleans (``True`` = correct). The
+    worst case is the AND: a sample counts iff its clean input and every attack's output are judged correct.
 
     :param n: number of evaluated samples.
-    :param clean_accuracy: one-shot accuracy on the clean inputs.
-    :param attack_accuracy: ``{attack name: one-shot accuracy on that attack's adversarial examples}``.
-    :param clean_vote_accuracy: accuracy of the majority vote over ``votes`` predictions of the clean inputs.
-    :param attack_vote_accuracy: ``{attack name: majority-vote accuracy on that attack's adversarial examples}``.
-    :param worst_case_accuracy: one-shot accuracy, with fresh randomness, on the per-sample worst case (for each
-        sample, the candidate -- clean input or one attack's output -- misclassified most often over ``votes``
-        predictions, ties to the lowest mean true-class margin).
-    :param worst_case_vote_accuracy: accuracy of the majority vote over ``votes`` fresh purifications of the same
-        worst-case inputs (equal to ``worst_case_accuracy`` when ``votes == 1``).
-    :param votes: number of purifications in the vote.
-    :param seed: seed the evaluation ran under.
-    :param clean_correct: per-sample flags on the clean inputs.
-    :param attack_correct: per-attack, per-sample flags.
-    :param worst_case_correct: per-sample flags of the one-shot worst-case verdict.
-    :param worst_case_vote_correct: per-sample flags of the voted worst-case verdict.
-    :param worst_case_source: per sample, ``"clean"`` or the name of the attack whose output is its worst case.
-    :param worst_case_inputs: ``(n, C, H, W)`` float32 worst-case inputs (not part of :meth:`to_dict`).
+    :param clean_accuracy: single protocol, first re-judging, on the clean inputs.
+    :param attack_accuracy: ``{attack name: the same on that attack's outputs}``.
+    :param worst_case_accuracy: mean of ``worst_case_correct``.
+    :param seed: seed of the run.
+    :param redraws: re-judgings of the single protocol.
+    :param resubmit: ``N`` of the resubmit-N protocol.
+    :param votes: ``K`` of the vote-K protocol.
+    :param clean_correct: ``(n,)`` single-protocol verdicts (first re-judging) on the clean inputs.
+    :param attack_correct: ``{name: (n,) verdicts}`` likewise per attack.
+    :param worst_case_correct: ``clean_correct[i]`` AND every ``attack_correct[name][i]``.
+    :param single_redraws: ``{"clean" | name | "worst_case": accuracy of each of the redraws re-judgings}``.
+    :param resubmit_correct: ``{"clean" | name | "worst_case": (n,) resubmit-N verdicts}``.
+    :param vote_correct: ``{"clean" | name | "worst_case": (n,) vote-K verdicts}``.
+    :param worst_case_source: per sample, ``"clean"`` or the attack whose output failed most often (for plots).
+    :param worst_case_inputs: ``(n, C, H, W)`` float32 inputs named by ``worst_case_source`` (not in :meth:`to_dict`).
     """
 
     n: int
     clean_accuracy: float
     attack_accuracy: dict[str, float]
-    clean_vote_accuracy: float
-    attack_vote_accuracy: dict[str, float]
     worst_case_accuracy: float
-    worst_case_vote_accuracy: float
-    votes: int
     seed: int
+    redraws: int
+    resubmit: int
+    votes: int
     clean_correct: list[bool] = field(repr=False)
     attack_correct: dict[str, list[bool]] = field(repr=False)
     worst_case_correct: list[bool] = field(repr=False)
-    worst_case_vote_correct: list[bool] = field(repr=False)
+    single_redraws: dict[str, list[float]] = field(repr=False)
+    resubmit_correct: dict[str, list[bool]] = field(repr=False)
+    vote_correct: dict[str, list[bool]] = field(repr=False)
     worst_case_source: list[str] = field(repr=False)
     worst_case_inputs: np.ndarray = field(repr=False, compare=False)
 
+    @property
+    def candidates(self) -> list[str]:
+        """``"clean"``, the attack names in order, then ``"worst_case"``."""
+        return ["clean", *self.attack_correct, "worst_case"]
+
+    def _single_record(self, name: str) -> dict[str, Any]:
+        values = np.asarray(self.single_redraws[name], dtype=np.float64)
+        mean = float(values.mean())
+        lo, hi = wilson_interval(round(mean * self.n), self.n)
+        return {
+            "accuracy": mean,
+            "n": self.n,
+            "ci95": [lo, hi],
+            "redraw_std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "redraws": values.tolist(),
+        }
+
+    def protocol(self, name: str) -> dict[str, dict[str, Any]]:
+        """``{candidate: {"accuracy", "n", "ci95", ...}}`` of protocol ``name`` (one of :data:`PROTOCOLS`).
+
+        Single: the mean over the re-judgings, its spread (``redraw_std``) and the Wilson interval at the rounded
+        mean count. Resubmit-N and vote-K: the accuracy of the per-sample verdicts and their Wilson interval.
+        """
+        if name == "single":
+            return {c: self._single_record(c) for c in self.candidates}
+        if name == "resubmit":
+            return {c: accuracy_record(self.resubmit_correct[c]) for c in self.candidates}
+        if name == "vote":
+            return {c: accuracy_record(self.vote_correct[c]) for c in self.candidates}
+        raise ValueError(f"name must be one of {list(PROTOCOLS)}, got {name!r}.")
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain ``dict`` of built-in types (for ``json.dumps``); leaves out ``worst_case_inputs``."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "worst_case_inputs":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, dict):
-                value = {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
-            elif isinstance(value, list):
-                value = list(value)
-            out[f.name] = value
-        return out
+        """Plain ``dict`` of built-in types (for ``json.dumps``); leaves out ``worst_case_inputs``.
+
+        Keys: ``n``, ``seed``, ``settings`` (``redraws``, ``resubmit``, ``votes``), ``protocols``
+        (``{protocol: {candidate: record}}``, see :meth:`protocol`) and ``per_example`` (every verdict).
+        """
+        return {
+            "n": self.n,
+            "seed": self.seed,
+            "settings": {"redraws": self.redraws, "resubmit": self.resubmit, "votes": self.votes},
+            "protocols": {p: self.protocol(p) for p in PROTOCOLS},
+            "per_example": {
+                "single": {
+                    "clean": list(self.clean_correct),
+                    **{a: list(v) for a, v in self.attack_correct.items()},
+                    "worst_case": list(self.worst_case_correct),
+                },
+                "resubmit": {c: list(v) for c, v in self.resubmit_correct.items()},
+                "vote": {c: list(v) for c, v in self.vote_correct.items()},
+                "worst_case_source": list(self.worst_case_source),
+            },
+        }
 
     def summary(self) -> str:
-        """A one-line-per-number text summary (percentages)."""
-        lines = [f"n = {self.n}", f"clean: {100 * self.clean_accuracy:.1f} %"]
-        lines += [f"{name}: {100 * acc:.1f} %" for name, acc in self.attack_accuracy.items()]
-        if self.votes > 1:
-            lines.append(f"clean (vote of {self.votes}): {100 * self.clean_vote_accuracy:.1f} %")
-            lines += [
-                f"{name} (vote of {self.votes}): {100 * acc:.1f} %" for name, acc in self.attack_vote_accuracy.items()
-            ]
-        lines.append(f"worst case (one-shot): {100 * self.worst_case_accuracy:.1f} %")
-        lines.append(f"worst case (vote of {self.votes}): {100 * self.worst_case_vote_accuracy:.1f} %")
+        """A table: one row per candidate, one column per protocol (percent, 95 % Wilson interval)."""
+        heads = [
+            f"single (mean of {self.redraws})",
+            f"resubmit-{self.resubmit}",
+            f"vote-{self.votes}",
+        ]
+        records = {p: self.protocol(p) for p in PROTOCOLS}
+        width = max(len(c) for c in self.candidates)
+        lines = [f"n = {self.n}; accuracies in %, 95 % Wilson intervals in brackets"]
+        lines.append(" | ".join([" " * width, *(h.ljust(22) for h in heads)]).rstrip())
+        for c in self.candidates:
+            cells = [format_accuracy(records[p][c]).ljust(22) for p in PROTOCOLS]
+            lines.append(" | ".join([c.ljust(width), *cells]).rstrip())
         return "\n".join(lines)

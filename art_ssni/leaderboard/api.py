@@ -68,7 +68,7 @@ def leaderboard(
     iterations: int | None = None,
     eot: int = 20,
     eps_step: float | None = None,
-    votes: int = 1,
+    votes: int = 9,
     batch_size: int = 32,
     seed: int = 0,
     device: str = "cpu",
@@ -96,7 +96,7 @@ def leaderboard(
     :param iterations: iterations of every attack (``None``: the standard protocol).
     :param eot: EOT samples per gradient (standard: 20).
     :param eps_step: PGD-type step (``None``: 0.007 · eps / (8/255)).
-    :param votes: majority-vote purifications of the worst-case verdict.
+    :param votes: ``K`` of the vote-K protocol (odd).
     :param batch_size: examples per batch (the unit of sharding and resuming).
     :param seed: seed of the run.
     :param device: ``"cpu"`` or ``"cuda"``.

@@ -8,14 +8,15 @@ level the defence can choose (DDPM: ``t_max``; DDIM: ``min(steps, t_max)``; ``t_
 * one prediction: ``P = T' + K``;
 * one gradient: ``G = T' + c·e·K`` with ``c = 4`` (forward, checkpoint recomputation, backward) or ``c = 3``
   without checkpointing;
-* PGD-EOT / BPDA-EOT: ``P`` (first check), then per iteration ``G + P`` (the gradient, then one prediction for
-  early stopping); score-aware PGD adds ``3·T'`` per iteration (the score term's gradient; ``3·e·T'`` for the
-  straight-through variant); APGD-CE / APGD-DLR: ``G + P`` per iteration (its loss check) and ``4·P`` around
-  them (ART's probe when it is built, first check, second loss at the first step, last check);
-* the evaluation around the attacks: ``P`` on the clean input, ``P`` per attack output, ``votes·P`` on the
-  worst case.
+* PGD-EOT / BPDA-EOT: ``G`` per iteration (every example runs to the end), plus ``select_draws·P`` at each of
+  the at most 10 checkpoints where the candidates are judged; score-aware PGD adds ``3·T'`` per iteration
+  (the score term's gradient; ``3·e·T'`` for the straight-through variant); APGD-CE / APGD-DLR: ``G + P``
+  per iteration (its loss check) and ``4·P`` around them (ART's probe when it is built, first check, second
+  loss at the first step, last check);
+* the evaluation around the attacks: ``(redraws + resubmit + votes)·P`` on the clean input and on each attack
+  output (the three protocols).
 
-It is an upper bound: PGD-EOT stops early on fooled examples and SSNI chooses ``t_i <= t_max``. Run
+It is an upper bound: SSNI chooses ``t_i <= t_max``. Run
 ``python -m art_ssni.leaderboard.cost`` to time the google/ddpm-cifar10-32 architecture (random weights, nothing
 downloaded) on this machine and project the paper's CIFAR-10 protocol.
 """
@@ -24,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from art_ssni.attacks.pgd_eot import PGDEOT
+from art_ssni.attacks.requirements import Requires
 from art_ssni.diffusion.architectures import ddpm_cifar10_unet
 from art_ssni.leaderboard.protocol import Protocol
 
@@ -54,23 +58,26 @@ def unet_evaluations(
     score = int(score_steps) if ssni else 0
     predict = score + k
     grad = score + (4 if checkpoint else 3) * protocol.eot * k
-    run, _ = protocol.applicable(purified=True, ssni=ssni)
+    offered = {Requires.PURIFIER, Requires.SINGLE_STAGE} | ({Requires.SELECTOR} if ssni else set())
+    run, _ = protocol.applicable(offered)
     out: dict[str, int] = {}
     n_attacks = 0
     for name in run:
-        per_iter = grad + predict
+        per_iter = grad
         if name == "score-aware":
             per_iter += 3 * score
         elif name == "score-aware-st":
             per_iter += 3 * protocol.eot * score
         iters = protocol.iterations_of(name)
         if name == "rand-aa":
-            out[name] = 2 * (iters * per_iter + 4 * predict)  # APGD-CE and APGD-DLR
+            out[name] = 2 * (iters * (per_iter + predict) + 4 * predict)  # APGD-CE and APGD-DLR
             n_attacks += 2
         else:
-            out[name] = predict + iters * per_iter
+            plan = SimpleNamespace(max_iter=iters, select_every=None)
+            judgings = len(PGDEOT.checkpoints(plan))  # type: ignore[arg-type]
+            out[name] = iters * per_iter + judgings * protocol.select_draws * predict
             n_attacks += 1
-    out["evaluation"] = (1 + n_attacks + protocol.votes) * predict
+    out["evaluation"] = (1 + n_attacks) * (protocol.redraws + protocol.resubmit + protocol.votes) * predict
     out["total"] = sum(out.values())
     return out
 

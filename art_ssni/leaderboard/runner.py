@@ -23,10 +23,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import platform
 import time
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -34,52 +32,37 @@ import torch
 from tqdm.auto import tqdm
 
 from art_ssni import defences as registry
+from art_ssni._common import art_device_type, versions
+from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.compare import defended_classifier
-from art_ssni.evaluation.robust import robust_accuracy
+from art_ssni.evaluation.robust import batch_seed, robust_accuracy
+from art_ssni.evaluation.stats import accuracy_record
 from art_ssni.leaderboard.distributed import World, world
-from art_ssni.leaderboard.protocol import Protocol, batch_seed
+from art_ssni.leaderboard.protocol import Protocol
 from art_ssni.leaderboard.store import ResultStore
 from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.reference import ReferenceStats
 
 __all__ = ["DEFINITIONS", "merge_records", "run_leaderboard", "versions"]
 
-#: what the accuracies of ``model_info.json`` mean
+#: what the accuracies of ``model_info.json`` mean (the protocols are defined in docs/evaluation-guide.md)
 DEFINITIONS = {
-    "clean_acc": "one prediction (one random purification) of each clean input",
-    "attack_acc": "one prediction of each attack's output, per attack",
-    "robust_acc": "the clean input and every attack's output classified correctly, each judged by one prediction "
-    "(AutoAttack's robust accuracy, over every attack of the protocol)",
+    "units": "accuracies are fractions in [0, 1]; each record carries n and a 95 % Wilson interval (ci95)",
+    "clean_acc": "single protocol: the clean input classified correctly by one fresh prediction (one purification), "
+    "mean over `redraws` independent re-judgings",
+    "robust_acc": "single protocol: the clean input AND every attack's output each classified correctly by one fresh "
+    "prediction, mean over `redraws` re-judgings (AutoAttack's robust accuracy over every attack of the protocol)",
     "autoattack_acc": "robust_acc over the clean input, APGD-CE and APGD-DLR only (AutoAttack rand version)",
-    "worst_case_acc": "per example, the candidate (clean or an attack's output) with the lowest true-class margin, "
-    "judged again by one fresh prediction",
-    "worst_case_vote_acc": "the same worst case judged by a majority vote of `votes` fresh predictions",
+    "protocols.single": "per candidate (clean, each attack, worst_case = the AND): one fresh prediction, mean over "
+    "`redraws` re-judgings, with redraw_std",
+    "protocols.resubmit": "robust iff all `resubmit` fresh predictions of the candidate are correct "
+    "(worst_case: of the clean input and of every attack's output)",
+    "protocols.vote": "robust iff the majority over `votes` fresh predictions is correct (worst_case: for the clean "
+    "input and for every attack's output)",
 }
 
 _MANAGED = ("seed", "eot_samples", "clip_values", "device_type", "reference")
-_PACKAGES = (
-    "art-ssni",
-    "torch",
-    "adversarial-robustness-toolbox",
-    "diffusers",
-    "numpy",
-    "robustbench",
-    "torchvision",
-    "pyautoattack",
-)
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages that produce the numbers (installed distributions, nothing is imported)."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    out["torch_threads"] = str(torch.get_num_threads())
-    return out
 
 
 def _sha256_module(module: torch.nn.Module) -> str:
@@ -115,18 +98,14 @@ def _purifier_settings(pre: SSNIPreprocessor | None) -> dict[str, Any] | None:
     return {p: _plain(getattr(pre, p)) for p in pre.params if p not in ("model", "seed")}
 
 
-def _pct(count: int, n: int) -> float:
-    return round(100.0 * count / n, 2)
-
-
 def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merge batch records into ``(summary, per_example)``.
 
     :param records: one record per batch (any order), as written to ``out/batches/``.
     :param n_ex: number of examples of the run.
     :param batch_size: examples per batch.
-    :return: ``summary`` with the accuracies (percent, 2 decimals), their counts and the definitions; and
-        ``per_example`` with the per-example verdicts (lists of ``n_ex`` booleans / sources) in example order.
+    :return: ``summary`` with the accuracies (fractions, with ``n`` and 95 % Wilson intervals) under the three
+        protocols and the definitions; and ``per_example`` with the per-example verdicts in example order.
     :raises ValueError: when a batch is missing or duplicated.
     """
     n_batches = math.ceil(n_ex / batch_size)
@@ -137,42 +116,55 @@ def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> 
         )
     ordered = [by_batch[b] for b in range(n_batches)]
     names = list(ordered[0]["attack_correct"])
-    cat = lambda key: [v for r in ordered for v in r[key]]  # noqa: E731
-    clean = np.array(cat("clean_correct"), dtype=bool)
+    clean = np.array([v for r in ordered for v in r["clean_correct"]], dtype=bool)
     if clean.shape[0] != n_ex:
         raise ValueError(f"records: cover {clean.shape[0]} examples, expected {n_ex}.")
-    attack = {a: np.array([v for r in ordered for v in r["attack_correct"][a]], dtype=bool) for a in names}
-    robust = clean.copy()
-    for flags in attack.values():
-        robust &= flags
-    counts: dict[str, int] = {"clean": int(clean.sum()), "robust": int(robust.sum())}
-    attack_acc = {a: _pct(int(f.sum()), n_ex) for a, f in attack.items()}
+    candidates = ["clean", *names, "worst_case"]
+    first = {
+        "clean": clean,
+        **{a: np.array([v for r in ordered for v in r["attack_correct"][a]], dtype=bool) for a in names},
+        "worst_case": np.array([v for r in ordered for v in r["worst_case_correct"]], dtype=bool),
+    }
+    resub = {c: np.array([v for r in ordered for v in r["resubmit_correct"][c]], dtype=bool) for c in candidates}
+    vote = {c: np.array([v for r in ordered for v in r["vote_correct"][c]], dtype=bool) for c in candidates}
+    counts = {c: np.sum([r["single_counts"][c] for r in ordered], axis=0) for c in candidates}  # (redraws,)
+
+    def single(c: str) -> dict[str, Any]:
+        per_redraw = counts[c] / n_ex
+        rec = accuracy_record(np.arange(n_ex) < round(float(per_redraw.mean()) * n_ex))
+        rec["accuracy"] = float(per_redraw.mean())
+        rec["redraw_std"] = float(per_redraw.std(ddof=1)) if per_redraw.size > 1 else 0.0
+        rec["redraws"] = per_redraw.tolist()
+        return rec
+
+    def table(record: Any) -> dict[str, Any]:
+        return {
+            "clean": record("clean"),
+            "attacks": {a: record(a) for a in names},
+            "worst_case": record("worst_case"),
+        }
+
+    protocols = {
+        "single": table(single),
+        "resubmit": table(lambda c: accuracy_record(resub[c])),
+        "vote": table(lambda c: accuracy_record(vote[c])),
+    }
     autoattack = None
-    if "apgd-ce" in attack:
-        aa = clean & attack["apgd-ce"] & attack["apgd-dlr"]
-        counts["rand-aa"] = int(aa.sum())
-        attack_acc["rand-aa"] = autoattack = _pct(counts["rand-aa"], n_ex)
-    counts.update({a: int(f.sum()) for a, f in attack.items()})
-    worst = np.array(cat("worst_case_correct"), dtype=bool)
-    vote = np.array(cat("worst_case_vote_correct"), dtype=bool)
-    counts["worst_case"], counts["worst_case_vote"] = int(worst.sum()), int(vote.sum())
+    if "apgd-ce" in first:
+        aa = first["clean"] & first["apgd-ce"] & first["apgd-dlr"]
+        autoattack = accuracy_record(aa)
     summary = {
-        "clean_acc": _pct(counts["clean"], n_ex),
-        "robust_acc": _pct(counts["robust"], n_ex),
-        "autoattack_acc": autoattack,
-        "attack_acc": attack_acc,
-        "worst_case_acc": _pct(counts["worst_case"], n_ex),
-        "worst_case_vote_acc": _pct(counts["worst_case_vote"], n_ex),
+        "clean_acc": protocols["single"]["clean"]["accuracy"],
+        "robust_acc": protocols["single"]["worst_case"]["accuracy"],
+        "autoattack_acc": None if autoattack is None else autoattack["accuracy"],
         "n_ex": int(n_ex),
-        "correct": counts,
+        "protocols": protocols,
     }
     per_example = {
-        "clean_correct": clean.tolist(),
-        "attack_correct": {a: f.tolist() for a, f in attack.items()},
-        "robust_correct": robust.tolist(),
-        "worst_case_correct": worst.tolist(),
-        "worst_case_vote_correct": vote.tolist(),
-        "worst_case_source": cat("worst_case_source"),
+        "single": {c: f.tolist() for c, f in first.items()},
+        "resubmit": {c: f.tolist() for c, f in resub.items()},
+        "vote": {c: f.tolist() for c, f in vote.items()},
+        "worst_case_source": [v for r in ordered for v in r["worst_case_source"]],
         "batch_seeds": [int(r["seed"]) for r in ordered],
     }
     return summary, per_example
@@ -262,7 +254,7 @@ def run_leaderboard(
     info = dict(info or {})
     started = time.perf_counter()
     with world(device) as w:
-        device_type = "gpu" if device == "cuda" else "cpu"
+        device_type = art_device_type(device)
         pre = None
         if defence != "none":
             assert diffusion is not None
@@ -275,8 +267,6 @@ def run_leaderboard(
                 eot_samples=protocol.eot,
                 **defence_kwargs,
             )
-        purified, ssni = pre is not None, pre is not None and pre.reweight != "constant"
-        base = getattr(pre, "base", "diffpure")
         clf = defended_classifier(
             classifier,
             pre,
@@ -290,7 +280,7 @@ def run_leaderboard(
             "info": {k: info[k] for k in ("name", "model", "dataset") if k in info},
             "defence": defence,
             "purifier": _purifier_settings(pre),
-            "protocol": protocol.describe(purified=purified, ssni=ssni, base=base),
+            "protocol": protocol.describe(meets(clf)),
             "n_ex": int(x.shape[0]),
             "nb_classes": int(nb_classes),
             "data_sha256": _sha256_arrays(x, y),
@@ -307,7 +297,7 @@ def run_leaderboard(
         for b in bar:
             record = store.load_batch(b, key)
             if record is None:
-                record = _run_batch(clf, pre, protocol, x, y, b, key, purified=purified, ssni=ssni, base=base)
+                record = _run_batch(clf, pre, protocol, x, y, b, key)
                 store.save_batch(record)
                 computed += 1
             records.append(record)
@@ -352,21 +342,25 @@ def _run_batch(
     y: np.ndarray,
     batch: int,
     key: str,
-    *,
-    purified: bool,
-    ssni: bool,
-    base: str,
 ) -> dict[str, Any]:
     """Evaluate batch ``batch`` with every random draw keyed by ``batch_seed(protocol.seed, batch)``."""
     start_t = time.perf_counter()
     seed = batch_seed(protocol.seed, batch)
     lo, hi = batch * protocol.batch_size, min((batch + 1) * protocol.batch_size, x.shape[0])
-    attacks = protocol.build(clf, purified=purified, ssni=ssni, base=base, seed=seed)
+    attacks = protocol.build(clf, seed=seed)
     if pre is not None:  # after building: ART's APGD runs a probe prediction when it is constructed
         pre.set_params(seed=seed)
         pre.reset_generator()
     result = robust_accuracy(
-        clf, x[lo:hi], y[lo:hi], attacks, votes=protocol.votes, seed=seed, batch_size=protocol.batch_size
+        clf,
+        x[lo:hi],
+        y[lo:hi],
+        attacks,
+        votes=protocol.votes,
+        redraws=protocol.redraws,
+        resubmit=protocol.resubmit,
+        seed=seed,
+        batch_size=protocol.batch_size,
     )
     return {
         "key": key,
@@ -377,7 +371,9 @@ def _run_batch(
         "clean_correct": result.clean_correct,
         "attack_correct": result.attack_correct,
         "worst_case_correct": result.worst_case_correct,
-        "worst_case_vote_correct": result.worst_case_vote_correct,
+        "single_counts": {c: [round(a * (hi - lo)) for a in v] for c, v in result.single_redraws.items()},
+        "resubmit_correct": result.resubmit_correct,
+        "vote_correct": result.vote_correct,
         "worst_case_source": result.worst_case_source,
         "seconds": round(time.perf_counter() - start_t, 3),
     }
