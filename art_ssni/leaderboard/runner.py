@@ -112,7 +112,7 @@ def _plain(value: Any) -> Any:
 def _purifier_settings(pre: SSNIPreprocessor | None) -> dict[str, Any] | None:
     if pre is None:
         return None
-    return {p: _plain(getattr(pre, p)) for p in pre.params if p not in ("model", "seed")}
+    return {p: _plain(v) for p, v in pre.to_config().items() if p != "seed"}
 
 
 def _pct(count: int, n: int) -> float:
@@ -276,7 +276,7 @@ def run_leaderboard(
                 **defence_kwargs,
             )
         purified, ssni = pre is not None, pre is not None and pre.reweight != "constant"
-        base = getattr(pre, "base", "diffpure")
+        base = "diffpure" if pre is None else pre.base.name
         clf = defended_classifier(
             classifier,
             pre,
