@@ -338,9 +338,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         steps=args.steps if args.sampler == "ddim" else None,
     )
     if args.base == "gdmp":
-        from art_ssni.ssni.bases import gdmp_scale_for
+        from art_ssni.ssni.bases import GDMP, gdmp_scale_for
 
-        defence_kwargs["gdmp_scale"] = gdmp_scale_for(x.shape[1:])
+        defence_kwargs["base"] = GDMP(scale=gdmp_scale_for(x.shape[1:]))
     needs_reference = any(d not in ("none", "diffpure", "gns", "gdmp") for d in defences)
     if needs_reference and reference is None:
         if args.data is None:

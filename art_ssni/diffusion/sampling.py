@@ -23,7 +23,16 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from art_ssni.diffusion.model import DiffusionModel
 
-__all__ = ["SAMPLERS", "StepFunction", "level_schedule", "num_steps", "purify", "reverse_loop", "reverse_step"]
+__all__ = [
+    "SAMPLERS",
+    "StepFunction",
+    "level_schedule",
+    "num_steps",
+    "purify",
+    "reverse_loop",
+    "reverse_step",
+    "straight_through_noise",
+]
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -214,3 +223,37 @@ def reverse_loop(
             new = step(rows, x_rows, a, b, step_eta, z, *extras)
         xt = xt.index_copy(0, rows, new)  # out of place: keeps the graph intact
     return xt
+
+
+def straight_through_noise(
+    model: DiffusionModel, x: torch.Tensor, noise: torch.Tensor, t_cont: torch.Tensor, t_int: torch.Tensor
+) -> torch.Tensor:
+    """Forward noise that makes ``purify``'s noised input differentiable in a straight-through level.
+
+    ``purify`` noises ``x`` to the integer level ``t_int``: ``x_t = a(t) x + s(t) z`` with ``a = sqrt(ᾱ)``,
+    ``s = sqrt(1 - ᾱ)``. Passing ``z' = z + c / s(t_int)`` with
+    (1) ``c = (a'(t) x + s'(t) z) · (t_cont - stopgrad(t_cont))``
+    leaves every value unchanged (``c = 0``) while ``∂x_t/∂t_cont = a'(t) x + s'(t) z``, where ``a'``, ``s'`` are
+    the central differences of the level table at ``t_int`` (one-sided at the ends). Rows with ``t_int = 0`` (no
+    noise, no reverse steps) get no gradient through ``t``. Only the forward noise scale depends on ``t`` here:
+    the reverse trajectory's grid of levels is not differentiated.
+
+    :param model: the diffusion model (for its ``alphas_cumprod``).
+    :param x: ``(R, C, H, W)`` model-space inputs of ``purify`` (only their value is used in ``c``).
+    :param noise: ``(R, C, H, W)`` standard Gaussian forward noise.
+    :param t_cont: ``(R,)`` float levels with gradient whose *value* equals ``t_int`` (a straight-through rounding).
+    :param t_int: ``(R,)`` integer levels in ``[0, N]``.
+    :return: ``(R, C, H, W)`` noise equal in value to ``noise``.
+    """
+    n = model.num_timesteps
+    table = torch.cat([model.alphas_cumprod.new_ones(1), model.alphas_cumprod]).to(x.dtype)
+    a, s = table.sqrt(), (1.0 - table).clamp(min=0.0).sqrt()
+    t_int = t_int.long()
+    lo, hi = (t_int - 1).clamp(min=0), (t_int + 1).clamp(max=n)
+    span = (hi - lo).clamp(min=1).to(x.dtype)
+    da, ds = (a[hi] - a[lo]) / span, (s[hi] - s[lo]) / span
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    dt = (t_cont - t_cont.detach()).to(x.dtype)
+    c = (da * dt).view(shape) * x.detach() + (ds * dt).view(shape) * noise
+    den = s[t_int].view(shape)
+    return noise + torch.where(den > 0, c / den.clamp(min=1e-12), torch.zeros_like(c))

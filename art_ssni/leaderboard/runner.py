@@ -95,7 +95,7 @@ def _plain(value: Any) -> Any:
 def _purifier_settings(pre: SSNIPreprocessor | None) -> dict[str, Any] | None:
     if pre is None:
         return None
-    return {p: _plain(getattr(pre, p)) for p in pre.params if p not in ("model", "seed")}
+    return {p: _plain(v) for p, v in pre.to_config().items() if p != "seed"}
 
 
 def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> tuple[dict[str, Any], dict[str, Any]]:

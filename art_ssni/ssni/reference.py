@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from art_ssni._common import is_finite_real, is_int, write_json_atomic
 
 __all__ = ["QUANTILES", "ReferenceStats"]
 
@@ -18,10 +19,8 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 def _is_finite_number(value: Any) -> bool:
     """A real number (not a bool) that is finite as a float (a huge JSON int overflows: not finite)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
     try:
-        return math.isfinite(float(value))
+        return is_finite_real(value)
     except OverflowError:
         return False
 
@@ -52,7 +51,7 @@ class ReferenceStats:
             value = getattr(self, name)
             if not _is_finite_number(value):
                 raise ValueError(f"ReferenceStats.{name} must be a finite number, got {value!r}.")
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+        if not is_int(self.count) or self.count < 1:
             raise ValueError(f"ReferenceStats.count must be an int >= 1, got {self.count!r}.")
         if self.std < 0:
             raise ValueError(f"ReferenceStats.std must be >= 0, got {self.std}.")
@@ -60,9 +59,7 @@ class ReferenceStats:
             raise ValueError(
                 f"ReferenceStats must satisfy min <= mean <= max, got min={self.min}, mean={self.mean}, max={self.max}."
             )
-        if self.score_steps is not None and (
-            isinstance(self.score_steps, bool) or not isinstance(self.score_steps, int) or self.score_steps < 1
-        ):
+        if self.score_steps is not None and (not is_int(self.score_steps) or self.score_steps < 1):
             raise ValueError(f"ReferenceStats.score_steps must be an int >= 1 or None, got {self.score_steps!r}.")
         if not isinstance(self.quantiles, dict):
             raise ValueError(f"ReferenceStats.quantiles must be a dict, got {type(self.quantiles).__name__}.")
@@ -109,11 +106,8 @@ class ReferenceStats:
         return cls(**data)
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the statistics as JSON (atomically: write to a temporary file, then rename)."""
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, target)
+        """Write the statistics as JSON (atomically: :func:`art_ssni._common.write_json_atomic`)."""
+        write_json_atomic(path, dict(sorted(self.to_dict().items())), indent=2)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> ReferenceStats:
