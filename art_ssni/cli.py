@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from art_ssni.cli_frontier import add_frontier_parser, add_render_arguments, render_command
+
 __all__ = ["build_parser", "main"]
 
 
@@ -229,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--gradient", choices=["exact", "surrogate"], default="exact", help="(default: %(default)s)")
     lb.add_argument("--surrogate-steps", type=_positive_int, default=None, help="DDIM steps of the surrogate")
     lb.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_render_arguments(lb)
     lb.set_defaults(func=_cmd_leaderboard)
+    add_frontier_parser(sub)
     return parser
 
 
@@ -515,6 +519,8 @@ def _cmd_train_zoo(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    if args.render is not None:
+        return render_command(args)
     from art_ssni.leaderboard import leaderboard, parse_eps
 
     optional = {"t_star": args.t_star, "steps": args.steps, "surrogate_steps": args.surrogate_steps}

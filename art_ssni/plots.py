@@ -77,3 +77,139 @@ def accuracy_bars(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------- the frontier (art-ssni frontier)
+def _yerr(records: Sequence[Mapping]) -> np.ndarray:
+    """``(2, M)`` asymmetric error bars (percent) of accuracy records with a ``ci95``."""
+    acc = np.array([100 * r["accuracy"] for r in records])
+    lo = np.array([100 * r["ci95"][0] for r in records])
+    hi = np.array([100 * r["ci95"][1] for r in records])
+    return np.stack([np.clip(acc - lo, 0, None), np.clip(hi - acc, 0, None)])
+
+
+def _sweep_series(points: Sequence[Mapping]) -> dict[str, list[Mapping]]:
+    """``{defence: its t* sweep}``: points at the default temperature (tau_scale None or 1), sorted by t*."""
+    series: dict[str, list[Mapping]] = {}
+    for p in points:
+        if p.get("tau_scale") in (None, 1.0):
+            series.setdefault(p["defence"], []).append(p)
+    return {d: sorted(v, key=lambda p: p["t_star"]) for d, v in series.items()}
+
+
+def frontier_plot(points: Sequence[Mapping], path: str | os.PathLike[str], *, protocol: str = "single") -> None:
+    """Robust (worst case) vs clean accuracy, one line per defence across ``t*``, 95 % Wilson error bars.
+
+    :param points: the ``points`` of a frontier ``results.json``.
+    :param protocol: ``"single"``, ``"resubmit"`` or ``"vote"``.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, series in _sweep_series(points).items():
+        clean = [p["protocols"][protocol]["clean"] for p in series]
+        robust = [p["protocols"][protocol]["worst_case"] for p in series]
+        xs, ys = [100 * r["accuracy"] for r in clean], [100 * r["accuracy"] for r in robust]
+        ax.errorbar(xs, ys, xerr=_yerr(clean), yerr=_yerr(robust), marker="o", capsize=3, label=name)
+        for p, xv, yv in zip(series, xs, ys, strict=True):
+            ax.annotate(f"{p['t_star']}", (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    n = points[0]["n"] if points else 0
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("robust accuracy, worst case (%)")
+    ax.set_title(f"Frontier ({protocol} protocol, n = {n}; labels: t*)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def accuracy_vs_t_star(points: Sequence[Mapping], path: str | os.PathLike[str]) -> None:
+    """Clean and worst-case accuracy vs ``t*`` per defence; one panel per protocol (single, vote), error bars."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, protocol in zip(axes, ("single", "vote"), strict=True):
+        for i, (name, series) in enumerate(_sweep_series(points).items()):
+            ts = [p["t_star"] for p in series]
+            color = f"C{i}"
+            for cand, style in (("clean", "--"), ("worst_case", "-")):
+                recs = [p["protocols"][protocol][cand] for p in series]
+                label = f"{name} {'clean' if cand == 'clean' else 'robust'}"
+                ys = [100 * r["accuracy"] for r in recs]
+                ax.errorbar(ts, ys, yerr=_yerr(recs), linestyle=style, marker="o", capsize=3, color=color, label=label)
+        ax.set_xlabel("t*")
+        ax.set_title(f"{protocol} protocol")
+        ax.set_ylim(0, 100)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def accuracy_vs_tau(points: Sequence[Mapping], path: str | os.PathLike[str]) -> bool:
+    """Clean and worst-case accuracy (single and vote) vs ``τ / reference std`` of SSNI-N; ``False`` if no sweep."""
+    sweep = sorted((p for p in points if p.get("tau_scale") is not None), key=lambda p: p["tau_scale"])
+    by_t: dict[int, list[Mapping]] = {}
+    for p in sweep:
+        by_t.setdefault(p["t_star"], []).append(p)
+    by_t = {t: v for t, v in by_t.items() if len({p["tau_scale"] for p in v}) > 1}
+    if not by_t:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for t, series in by_t.items():
+        xs = [p["tau_scale"] for p in series]
+        for protocol, cand, style in (
+            ("single", "clean", "--"),
+            ("single", "worst_case", "-"),
+            ("vote", "worst_case", ":"),
+        ):
+            recs = [p["protocols"][protocol][cand] for p in series]
+            label = f"{series[0]['defence']} t*={t} {protocol} {'clean' if cand == 'clean' else 'robust'}"
+            ax.errorbar(
+                xs,
+                [100 * r["accuracy"] for r in recs],
+                yerr=_yerr(recs),
+                linestyle=style,
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("τ / reference std")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def chosen_t_histograms(points: Sequence[Mapping], path: str | os.PathLike[str]) -> bool:
+    """Small multiples: chosen ``t_i`` on clean vs worst-case inputs, one panel per input-dependent point (steps).
+
+    Constant-noise points are left out (their ``t_i`` is ``t*``); ``False`` when no point has recorded levels.
+    """
+    shown = [p for p in points if p.get("reweight") != "constant" and p.get("t_clean")]
+    if not shown:
+        return False
+    plt = _pyplot()
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax, p in zip(axes.ravel(), shown, strict=False):
+        hi = max(max(p["t_clean"]), max(p["t_adversarial"] or [0]), p["t_star"]) + 6
+        bins = np.linspace(0, hi, 26)
+        ax.hist(p["t_clean"], bins=bins, histtype="step", linewidth=1.5, label="clean")
+        ax.hist(p["t_adversarial"], bins=bins, histtype="step", linewidth=1.5, linestyle="--", label="worst case")
+        ax.axvline(p["t_star"], color="k", linewidth=0.8, linestyle=":")
+        ax.set_title(p["id"], fontsize=8)
+        ax.set_xlabel("t_i", fontsize=8)
+    for ax in axes.ravel()[len(shown) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].set_ylabel("images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -362,7 +362,14 @@ def _run_batch(
         seed=seed,
         batch_size=protocol.batch_size,
     )
+    levels = {}
+    if pre is not None:  # the noise levels the defence picks for the clean and the worst-case inputs (after the run)
+        levels = {
+            "t_clean": pre.timesteps(x[lo:hi]).tolist(),
+            "t_adversarial": pre.timesteps(result.worst_case_inputs).tolist(),
+        }
     return {
+        **levels,
         "key": key,
         "batch": int(batch),
         "start": int(lo),

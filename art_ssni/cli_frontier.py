@@ -1,0 +1,193 @@
+"""Layer 8: the ``art-ssni frontier`` subcommand and ``art-ssni leaderboard --render`` (parsers and handlers).
+
+:mod:`art_ssni.cli` calls :func:`add_frontier_parser` and :func:`add_render_arguments`; the work is done by
+:func:`art_ssni.evaluation.frontier.frontier`, :mod:`art_ssni.plots` and :mod:`art_ssni.leaderboard.render`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_frontier_parser", "add_render_arguments", "plot_frontier", "render_command"]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from err
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints >= 1, got {text!r}")
+    return values
+
+
+def _floats(text: str) -> list[float]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers or 'none', got {text!r}") from err
+    if any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers > 0, got {text!r}")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [] if text.strip().lower() in ("", "none") else [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_frontier_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``frontier`` to the subcommands ``sub`` of ``art-ssni``; returns its parser."""
+    from art_ssni.evaluation.frontier import BUDGETS, DEFAULT_ATTACKS, DEFAULT_T_STARS
+
+    fr = sub.add_parser(
+        "frontier",
+        help="accuracy-robustness frontier of DiffPure vs SSNI on the digits zoo across t* and tau (resumable)",
+        description="Sweep t* (and SSNI-N's tau) for DiffPure, SSNI-N and SSNI-L on the digits zoo: clean and "
+        "worst-case robust accuracy over every applicable attack under single / resubmit-N / vote-K, 95 %% Wilson "
+        "intervals, exact McNemar p-values against DiffPure at the same t*, the chosen t on clean and worst-case "
+        "inputs. Each point is a resumable leaderboard run in OUT/points/; shard with torchrun --nproc_per_node=N. "
+        "Writes OUT/results.json and plots. See docs/frontier.md.",
+    )
+    fr.add_argument("--n-ex", type=int, default=256, help="first N zoo test images (default: %(default)s; zoo: 450)")
+    fr.add_argument(
+        "--t-stars", type=_ints, default=list(DEFAULT_T_STARS), help="comma-separated (default: 50,100,150,200)"
+    )
+    fr.add_argument("--defences", type=_names, default=["diffpure", "ssni-n", "ssni-l"], help="swept over t*")
+    fr.add_argument("--tau-scales", type=_floats, default=[0.5, 1.0, 2.0], help="SSNI-N tau / reference std ('none')")
+    fr.add_argument("--tau-t-star", type=int, default=None, help="t* of the tau sweep and --extra (default: middle)")
+    fr.add_argument("--extra", type=_names, default=[], help="more defences at --tau-t-star, e.g. gns,gns+ssni-n")
+    fr.add_argument("--attacks", type=_names, default=list(DEFAULT_ATTACKS), help="(default: %(default)s)")
+    fr.add_argument("--budget", choices=list(BUDGETS), default="quick", help="attack preset (default: %(default)s)")
+    fr.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
+    fr.add_argument("--eot", type=int, default=None, help="override the preset's EOT samples")
+    fr.add_argument("--votes", type=int, default=None, help="override the preset's K of vote-K (odd)")
+    fr.add_argument("--redraws", type=int, default=None, help="override the preset's re-judgings of single")
+    fr.add_argument("--resubmit", type=int, default=None, help="override the preset's N of resubmit-N")
+    fr.add_argument("--select-draws", type=int, default=None, help="override the preset's draws judging iterates")
+    fr.add_argument("--eps", type=float, default=None, help="ℓ∞ radius (default: the zoo's)")
+    fr.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="(default: %(default)s)")
+    fr.add_argument("--steps", type=int, default=10, help="DDIM steps (default: %(default)s)")
+    fr.add_argument("--gradient", choices=["exact", "surrogate"], default="exact", help="(default: %(default)s)")
+    fr.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: %(default)s)")
+    fr.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    fr.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: %(default)s)")
+    fr.add_argument("--out", type=Path, default=Path("results/frontier"), help="output folder (default: %(default)s)")
+    fr.add_argument("--no-plots", action="store_true", help="write results.json only")
+    fr.add_argument("--quiet", action="store_true", help="no progress bars")
+    fr.set_defaults(func=_cmd_frontier)
+    return fr
+
+
+def _cmd_frontier(args: argparse.Namespace) -> int:
+    import torch
+
+    from art_ssni import zoo
+    from art_ssni.evaluation.frontier import frontier, frontier_points
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    models = zoo.load("digits", device=args.device)
+    if args.n_ex < 1:
+        raise ValueError(f"n_ex must be >= 1, got {args.n_ex}.")
+    points = frontier_points(
+        args.defences, args.t_stars, tau_scales=args.tau_scales, tau_t_star=args.tau_t_star, extra_defences=args.extra
+    )
+    n = min(args.n_ex, models.x_test.shape[0])
+    command = " ".join(["art-ssni", *sys.argv[1:]])  # as typed (python -m art_ssni.cli or the console script)
+    results = frontier(
+        models.classifier,
+        models.diffusion,
+        models.x_test[:n],
+        models.y_test[:n],
+        reference=models.reference,
+        nb_classes=models.nb_classes,
+        eps=args.eps if args.eps is not None else models.eps,
+        out=args.out,
+        points=points,
+        attacks=args.attacks,
+        budget=args.budget,
+        iterations=args.iterations,
+        eot=args.eot,
+        votes=args.votes,
+        redraws=args.redraws,
+        resubmit=args.resubmit,
+        select_draws=args.select_draws,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        defence_kwargs={
+            "sampler": args.sampler,
+            "steps": args.steps,
+            "gradient": args.gradient,
+            "score_steps": models.score_steps,
+        },
+        info={"model": "zoo", "dataset": "digits", "command": command},
+        device=args.device,
+        progress=not args.quiet,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    from art_ssni.evaluation.stats import format_accuracy
+
+    print(f"n = {n}; accuracies in %, 95 % Wilson intervals; p = exact McNemar vs the constant base at the same t*")
+    for p in results["points"]:
+        single, vote = p["protocols"]["single"], p["protocols"]["vote"]
+        pval = "" if not p["mcnemar"] else f"  p(single robust) = {p['mcnemar']['single']['worst_case']:.3g}"
+        print(
+            f"{p['id']:<24} clean {format_accuracy(single['clean'])}  robust {format_accuracy(single['worst_case'])}"
+            f"  vote robust {format_accuracy(vote['worst_case'])}{pval}"
+        )
+    if not args.no_plots:
+        for path in plot_frontier(results, args.out):
+            print(f"wrote {path}")
+    print(f"wrote {args.out / 'results.json'}")
+    return 0
+
+
+def plot_frontier(results: dict[str, Any], out: Path) -> list[Path]:
+    """The frontier's PNGs in ``out`` (frontier per protocol, accuracy vs t*, vs tau, chosen t); returns the paths."""
+    from art_ssni import plots
+
+    points = results["points"]
+    written = []
+    for protocol in ("single", "vote"):
+        path = out / f"frontier_{protocol}.png"
+        plots.frontier_plot(points, path, protocol=protocol)
+        written.append(path)
+    plots.accuracy_vs_t_star(points, out / "accuracy_vs_t_star.png")
+    written.append(out / "accuracy_vs_t_star.png")
+    if plots.accuracy_vs_tau(points, out / "accuracy_vs_tau.png"):
+        written.append(out / "accuracy_vs_tau.png")
+    if plots.chosen_t_histograms(points, out / "chosen_t.png"):
+        written.append(out / "chosen_t.png")
+    return written
+
+
+def add_render_arguments(lb: argparse.ArgumentParser) -> None:
+    """``art-ssni leaderboard --render FOLDER``: render results instead of running (see :func:`render_command`)."""
+    lb.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="render every model_info.json under FOLDER into FOLDER/leaderboard.md and .html (runs nothing)",
+    )
+    lb.add_argument(
+        "--page", type=Path, default=None, help="with --render: Markdown path (default: FOLDER/leaderboard.md)"
+    )
+
+
+def render_command(args: argparse.Namespace) -> int:
+    """Handle ``--render``: write the Markdown table and the static HTML page, print the Markdown."""
+    from art_ssni.leaderboard.render import render
+
+    md = args.page if args.page is not None else args.render / "leaderboard.md"
+    page = md.with_suffix(".html")
+    rows = render(args.render, markdown=md, html_path=page)
+    print(md.read_text(), end="")
+    print(f"wrote {md} and {page} ({len(rows)} entries)")
+    return 0
