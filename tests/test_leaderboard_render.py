@@ -1,0 +1,123 @@
+"""The leaderboard page: every model_info.json under a folder -> one ranked Markdown table and a static HTML page."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from art_ssni.cli import main
+from art_ssni.evaluation.stats import accuracy_record
+from art_ssni.leaderboard.render import COLUMNS, collect, leaderboard_rows, render, to_markdown
+
+
+def record(k: int, n: int) -> dict:
+    return accuracy_record([True] * k + [False] * (n - k))
+
+
+def model_info(name: str, clean: int, attacks: dict[str, int], n: int = 40, **kw) -> dict:
+    worst = min([clean, *attacks.values()])
+    table = {
+        "clean": record(clean, n),
+        "attacks": {a: record(k, n) for a, k in attacks.items()},
+        "worst_case": record(worst, n),
+    }
+    return {
+        "name": name,
+        "dataset": kw.get("dataset", "digits"),
+        "threat_model": "Linf",
+        "eps": kw.get("eps", 0.2),
+        "n_ex": n,
+        "autoattack_acc": kw.get("autoattack"),
+        "protocols": {"single": table, "resubmit": table, "vote": table},
+        "protocol": {"votes": 9, "attacks": {a: {"iterations": 50, "eot": 8} for a in attacks}},
+    }
+
+
+class Table(HTMLParser):
+    """The header and body cells of the page's table."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.rows, self._cell, self._in = [], [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        if tag in ("th", "td"):
+            self._cell, self._in = "", tag
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self._cell is not None:
+            (self.head if tag == "th" else self.rows[-1]).append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+@pytest.fixture
+def results(tmp_path):
+    entries = {
+        "a/model_info.json": model_info("diffpure t*=150", 36, {"pgd-eot": 20, "low-frequency": 12}, autoattack=0.5),
+        "b/c/model_info.json": model_info("ssni-n <t*=150>", 38, {"pgd-eot": 22, "low-frequency": 25}),
+        "d/model_info.json": model_info("other radius", 40, {"pgd-eot": 39}, eps=0.1),
+    }
+    for rel, info in entries.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(info))
+    (tmp_path / "a" / "per_example.json").write_text("{}")  # other files are ignored
+    return tmp_path
+
+
+def test_html_page_holds_the_ranked_table(results, tmp_path):
+    rows = render(results, markdown=tmp_path / "out" / "lb.md", html_path=tmp_path / "out" / "lb.html")
+    page = (tmp_path / "out" / "lb.html").read_text()
+    assert "<script" not in page
+    parser = Table()
+    parser.feed(page)
+    assert parser.head == list(COLUMNS)
+    body = [r for r in parser.rows if r]
+    assert len(body) == 3
+    by_method = {r[1]: dict(zip(COLUMNS, r, strict=True)) for r in body}
+    # ranked by worst case: ssni-n (22/40) above diffpure (12/40); the other radius is ranked on its own
+    assert [r[1] for r in body] == ["other radius", "ssni-n <t*=150>", "diffpure t*=150"]
+    assert by_method["other radius"]["Rank"] == "1"
+    assert by_method["ssni-n <t*=150>"]["Rank"] == "1" and by_method["diffpure t*=150"]["Rank"] == "2"
+    lo, hi = record(12, 40)["ci95"]
+    assert (
+        by_method["diffpure t*=150"]["Robust accuracy (worst case, single)"] == f"30.0 [{100 * lo:.1f}, {100 * hi:.1f}]"
+    )
+    assert by_method["diffpure t*=150"]["Deciding attack"] == "low-frequency (30.0)"
+    assert by_method["ssni-n <t*=150>"]["Deciding attack"] == "pgd-eot (55.0)"
+    assert by_method["diffpure t*=150"]["AutoAttack (rand) accuracy"].startswith("50.0 [")
+    assert by_method["ssni-n <t*=150>"]["AutoAttack (rand) accuracy"] == "–"
+    assert by_method["diffpure t*=150"]["n"] == "40"
+    assert "&lt;t*=150&gt;" in page  # names are escaped
+    assert rows == leaderboard_rows(collect(results))
+    md = (tmp_path / "out" / "lb.md").read_text().splitlines()
+    assert md[0] == "| " + " | ".join(COLUMNS) + " |" and len(md) == 2 + 3
+
+
+def test_markdown_escapes_pipes():
+    row = dict.fromkeys(COLUMNS, "x|y")
+    assert "x\\|y" in to_markdown([row])
+
+
+def test_bad_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        collect(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no model_info.json under"):
+        render(tmp_path)
+    (tmp_path / "model_info.json").write_text(json.dumps({"name": "x"}))
+    with pytest.raises(ValueError, match="is not a leaderboard model_info.json"):
+        collect(tmp_path)
+
+
+def test_cli_render(results, capsys):
+    assert main(["leaderboard", "--render", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 | ssni-n <t*=150> |" in out
+    assert (results / "leaderboard.html").is_file() and (results / "leaderboard.md").is_file()
