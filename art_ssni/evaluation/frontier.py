@@ -115,7 +115,7 @@ def frontier_points(
     :param tau_t_star: ``t*`` of the ``τ`` sweep and of ``extra_defences``; ``None``: the middle of ``t_stars``.
     :param extra_defences: more registered names (e.g. ``"gns"``, ``"gns+ssni-n"``, ``"gdmp"``) run at ``tau_t_star``
         only; include the constant-noise base of each so that its SSNI points get a McNemar test.
-    :return: the points, without duplicates, in run order (by ``t*``, then as given).
+    :return: the points, without duplicates, in run order (``t*`` as given, then ``tau_t_star``; defences as given).
     """
     t_stars = list(t_stars)
     if not t_stars or any(not is_int(t) or t < 1 for t in t_stars) or len(set(t_stars)) != len(t_stars):
@@ -137,7 +137,7 @@ def frontier_points(
         if point not in points:
             points.append(point)
 
-    for t_star in sorted({*t_stars, tau_t_star}):
+    for t_star in [*t_stars, *([] if tau_t_star in t_stars else [tau_t_star])]:
         if t_star in t_stars:
             for d in defences:
                 add(d, t_star, 1.0)
@@ -277,6 +277,7 @@ def frontier(
     root = Path(out)
     started = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
+    results: dict[str, Any] = {}
     with world(device) as w:
         bar = tqdm(points, desc="frontier points", unit="point", disable=None if progress else True)
         for point in bar:
@@ -301,34 +302,50 @@ def frontier(
                 device=device,
                 progress=progress and w.rank == 0,
             )
-            if w.rank == 0:
+            if w.rank == 0:  # results.json after every point: a partial run is readable
                 records[point.id] = _point_record(point, model_info, folder, time.perf_counter() - t0)
-        bar.close()
-        results: dict[str, Any] = {}
-        if w.rank == 0:
-            for point in points:
-                _add_tests(records[point.id], point, points, records)
-            results = {
-                "settings": {
-                    "protocol": {**dataclasses.asdict(protocol), "eps_step": protocol.step, "budget": budget},
-                    "eps": float(eps),
-                    "n": int(x.shape[0]),
-                    "defence_kwargs": {k: v for k, v in defence_kwargs.items() if isinstance(v, (int, float, str))},
-                    "reference": reference.to_dict(),
-                    "info": dict(info or {}),
-                },
-                "points": [records[p.id] for p in points],
-                "runtime": {
+                results = _assemble(points, records, protocol, budget, x.shape[0], eps, reference, defence_kwargs, info)
+                results["runtime"] = {
                     "world_size": w.size,
                     "wall_seconds_this_run": round(time.perf_counter() - started, 3),
                     "batch_seconds_total": round(sum(r["batch_seconds"] for r in records.values()), 3),
                     "device": device,
-                },
-                "versions": versions(),
-            }
-            write_json_atomic(root / _RESULTS, results)
+                }
+                write_json_atomic(root / _RESULTS, results)
+        bar.close()
         w.barrier()
     return results
+
+
+def _assemble(
+    points: Sequence[FrontierPoint],
+    records: Mapping[str, dict[str, Any]],
+    protocol: Protocol,
+    budget: str,
+    n: int,
+    eps: float,
+    reference: ReferenceStats,
+    defence_kwargs: Mapping[str, Any],
+    info: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``results.json`` dict of the finished points (``complete`` says whether every point has finished)."""
+    done = [p for p in points if p.id in records]
+    for point in done:
+        _add_tests(records[point.id], point, done, records)
+    return {
+        "complete": len(done) == len(points),
+        "pending": [p.id for p in points if p.id not in records],
+        "settings": {
+            "protocol": {**dataclasses.asdict(protocol), "eps_step": protocol.step, "budget": budget},
+            "eps": float(eps),
+            "n": int(n),
+            "defence_kwargs": {k: v for k, v in defence_kwargs.items() if isinstance(v, (int, float, str))},
+            "reference": reference.to_dict(),
+            "info": dict(info or {}),
+        },
+        "points": [records[p.id] for p in done],
+        "versions": versions(),
+    }
 
 
 def _point_record(point: FrontierPoint, model_info: Mapping[str, Any], folder: Path, seconds: float) -> dict[str, Any]:
