@@ -98,7 +98,10 @@ def test_html_page_holds_the_ranked_table(results, tmp_path):
     assert "&lt;t*=150&gt;" in page  # names are escaped
     assert rows == leaderboard_rows(collect(results))
     md = (tmp_path / "out" / "lb.md").read_text().splitlines()
-    assert md[0] == "| " + " | ".join(COLUMNS) + " |" and len(md) == 2 + 3
+    assert md[0] == "# art-ssni leaderboard"
+    table = [line for line in md if line.startswith("|")]
+    assert table[0] == "| " + " | ".join(COLUMNS) + " |" and len(table) == 2 + 3
+    assert table[2].startswith("| 1 | other radius |")
 
 
 def test_markdown_escapes_pipes():

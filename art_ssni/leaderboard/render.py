@@ -118,9 +118,25 @@ def leaderboard_rows(infos: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]
     return rows
 
 
-def to_markdown(rows: Sequence[Mapping[str, str]]) -> str:
-    """A Markdown table of :func:`leaderboard_rows` (accuracies in %, 95 % Wilson intervals in brackets)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+_EXPLAINED = (
+    "Accuracies in %, 95 % Wilson intervals in brackets. Robust = the clean input and every attack's output each "
+    "classified correctly (per example). Ranked by worst-case robust accuracy under the single protocol, separately "
+    "for each dataset, threat model and radius."
+)
+
+
+def to_markdown(rows: Sequence[Mapping[str, str]], *, title: str | None = None, source: str | None = None) -> str:
+    """A Markdown table of :func:`leaderboard_rows` (accuracies in %, 95 % Wilson intervals in brackets).
+
+    :param title: with a title, the table comes under a ``#`` heading and a paragraph saying how to read it.
+    :param source: a line naming where the results came from (e.g. the command), after the paragraph.
+    """
+    lines = []
+    if title is not None:
+        lines += [f"# {title}", "", _EXPLAINED, ""]
+    if source is not None:
+        lines += [source, ""]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
@@ -144,9 +160,7 @@ th {{ background: #f0f0f0; }}
 </head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p>Accuracies in %, 95 % Wilson intervals in brackets. Robust = the clean input and every attack's output each
-classified correctly (per example). Ranked by worst-case robust accuracy under the single protocol, separately for
-each dataset, threat model and radius.</p>
+<p>{html.escape(_EXPLAINED)}</p>
 <table id="leaderboard">
 <thead><tr>{head}</tr></thead>
 <tbody>
@@ -178,7 +192,8 @@ def render(
     rows = leaderboard_rows(infos)
     if markdown is not None:
         Path(markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(markdown).write_text(to_markdown(rows))
+        source = f"Rendered by `art-ssni leaderboard --render {Path(folder).as_posix()}`."
+        Path(markdown).write_text(to_markdown(rows, title=title, source=source))
     if html_path is not None:
         Path(html_path).parent.mkdir(parents=True, exist_ok=True)
         Path(html_path).write_text(to_html(rows, title=title))
