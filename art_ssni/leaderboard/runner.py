@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -36,6 +35,7 @@ from art_ssni._common import art_device_type, versions
 from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.evaluation.records import array_fingerprint, module_fingerprint, run_record
 from art_ssni.evaluation.robust import batch_seed, robust_accuracy
 from art_ssni.evaluation.stats import accuracy_record
 from art_ssni.leaderboard.distributed import World, world
@@ -63,23 +63,6 @@ DEFINITIONS = {
 }
 
 _MANAGED = ("seed", "eot_samples", "clip_values", "device_type", "reference")
-
-
-def _sha256_module(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _sha256_arrays(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for a in arrays:
-        digest.update(str((a.dtype.str, a.shape)).encode())
-        digest.update(np.ascontiguousarray(a).tobytes())
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -283,9 +266,9 @@ def run_leaderboard(
             "protocol": protocol.describe(meets(clf)),
             "n_ex": int(x.shape[0]),
             "nb_classes": int(nb_classes),
-            "data_sha256": _sha256_arrays(x, y),
-            "classifier_sha256": _sha256_module(classifier),
-            "diffusion_sha256": _sha256_module(diffusion) if diffusion is not None and pre is not None else None,
+            "data_sha256": array_fingerprint(x, y),
+            "classifier_sha256": module_fingerprint(classifier),
+            "diffusion_sha256": module_fingerprint(diffusion) if diffusion is not None and pre is not None else None,
         }
         store = ResultStore(out)
         key = _setup(store, config, w)
@@ -318,7 +301,7 @@ def run_leaderboard(
             "purifier": config["purifier"],
             "info": info,
             "fingerprints": {k: config[k] for k in ("data_sha256", "classifier_sha256", "diffusion_sha256")},
-            "versions": versions(),
+            **run_record(device=device),
             "runtime": {
                 "world_size": w.size,
                 "batches": n_batches,
