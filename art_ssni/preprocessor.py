@@ -67,7 +67,8 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     :param reweight, t_star, bias, tau, reference, score_steps, score_noise, base, sampler, steps, eta, checkpoint:
         the settings of :class:`~art_ssni.ssni.SSNIPurifier` (``base``: ``DiffPure()``, ``GNS(stages=...)``,
         ``GDMP(...)`` or ``"diffpure"`` / ``"gns"`` / ``"gdmp"``); they live on :attr:`purifier`.
-    :param score_seed: seed of the score noise; ``None`` derives it from ``seed`` (0 without a seed).
+    :param score_seed: seed of the score noise; ``None``: the reference's ``score_seed`` when it has one (the
+        bank it was fitted with), else derived from ``seed`` (0 without a seed).
     :param clip_values: ``(min, max)`` pixel range of the inputs, e.g. ``(0.0, 1.0)``.
     :param batch_size: at most this many rows per UNet call (scoring) and images per purification chunk.
     :param seed: seed of the purification stream (scoring never consumes it); ``None``: torch's global RNG.
@@ -133,9 +134,12 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
         if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}.")
+        if score_seed is None:  # the bank the reference was fitted with, else one derived from the seed
+            ref_seed = getattr(reference, "score_seed", None)  # (a wrong type is refused by the purifier)
+            score_seed = derive_score_seed(seed) if ref_seed is None else ref_seed
         self.purifier = SSNIPurifier(
             model, reweight=reweight, t_star=t_star, bias=bias, tau=tau, reference=reference, score_steps=score_steps,
-            score_noise=score_noise, score_seed=derive_score_seed(seed) if score_seed is None else score_seed,
+            score_noise=score_noise, score_seed=score_seed,
             base=base, sampler=sampler, steps=steps, eta=eta, checkpoint=checkpoint, batch_size=batch_size,
         )  # fmt: skip
         self.clip_values, self.seed, self.gradient, self.surrogate_steps = clip_values, seed, gradient, surrogate_steps
@@ -254,10 +258,11 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         return x.float()
 
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs in ``clip_values`` -> model space ``[-1, 1]`` (model's device and dtype), differentiable."""
+        """Inputs in ``clip_values`` -> model space ``[-1, 1]`` on the model's device, differentiable; float32 (or
+        the model's dtype when more precise): a float16 / bfloat16 UNet gets its inputs cast at each call."""
         lo, hi = self.clip_values
         xm = self.model.to_model_space((x.to(self.device) - lo) / (hi - lo))
-        return xm.to(self.model.dtype)
+        return xm.to(torch.promote_types(self.model.dtype, torch.float32))
 
     def from_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space ``x`` -> float32 in ``clip_values`` (clamped), differentiable."""

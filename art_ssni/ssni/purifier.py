@@ -159,6 +159,12 @@ class SSNIPurifier(torch.nn.Module):
                     f"reference was computed with score_steps={self.reference.score_steps}, but score_steps="
                     f"{self.score_steps}: score norms with different T' are not comparable."
                 )
+            ref_seed = self.reference.score_seed
+            if self.score_noise == "fixed" and self.reference.score_noise == "fixed" and ref_seed != self.score_seed:
+                raise ValueError(
+                    f"score_seed: the reference was fitted with the fixed score-noise bank of score_seed={ref_seed}, "
+                    f"but score_seed={self.score_seed}; pass score_seed={ref_seed} or fit again."
+                )
             if self.reweight == "sigmoid":
                 resolve_tau(self.reference, self.tau)
             if self.reweight == "linear" and self.reference.max <= self.reference.min:
@@ -262,7 +268,13 @@ class SSNIPurifier(torch.nn.Module):
         draws = 1 if self.score_noise == "fixed" else int(self.fit_draws)
         with torch.no_grad():
             norms = torch.stack([self.score_norms(x) for _ in range(draws)]).float().mean(0)
-        reference = ReferenceStats.from_norms(norms, score_steps=int(self.score_steps))
+        fixed = self.score_noise == "fixed"
+        reference = ReferenceStats.from_norms(
+            norms,
+            score_steps=int(self.score_steps),
+            score_noise=self.score_noise,
+            score_seed=int(self.score_seed) if fixed else None,
+        )
         if self.reweight == "sigmoid" and self.tau is None and reference.std <= 0:
             raise ValueError("x: the score norms of the fitting set have zero std; pass more images or tau > 0.")
         self.reference = reference
