@@ -23,7 +23,7 @@ modes scoring never touches the purification stream (the ``generator`` passed to
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -36,9 +36,10 @@ from art_ssni.ssni.reference import ReferenceStats
 from art_ssni.ssni.reweight import REWEIGHTS, resolve_tau, select_timesteps
 from art_ssni.ssni.score import score_norms
 
-__all__ = ["SCORE_NOISE", "SSNIPurifier", "derive_score_seed"]
+__all__ = ["SCORE_NOISE", "PurifierSetting", "SSNIPurifier", "derive_score_seed"]
 
 SCORE_NOISE = ("fixed", "random")
+_V = TypeVar("_V")
 
 
 def derive_score_seed(seed: int | None) -> int:
@@ -325,3 +326,17 @@ class SSNIPurifier(torch.nn.Module):
         if t is None:
             t = self.levels(x)  # (1) score and (2) reweight
         return self.purify(x, t, noise=noise, generator=generator)  # (3) noise and (4) reverse with the base
+
+
+class PurifierSetting(Generic[_V]):
+    """A parameter of a wrapper (e.g. the ART face) that lives on the wrapper's ``purifier``: one copy of each
+    setting, read and written through (``params``-style ``setattr`` included)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> _V:
+        return getattr(obj.purifier, self.name)
+
+    def __set__(self, obj: Any, value: _V) -> None:
+        setattr(obj.purifier, self.name, value)
