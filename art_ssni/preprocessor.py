@@ -1,16 +1,14 @@
-"""Layer 3: the ART face -- :class:`SSNIPreprocessor`, a ``PreprocessorPyTorch`` defence.
+"""Layer 3: the ART face -- :class:`SSNIPreprocessor`, a ``PreprocessorPyTorch`` around an :class:`SSNIPurifier`.
 
-The only module of the core that imports ART. Everything below it (``art_ssni.diffusion``, ``art_ssni.ssni``) is
-pure torch and works in model space; this class converts from the estimator's ``clip_values`` range, validates
-inputs, batches, seeds, expands EOT copies and chooses how gradients flow.
+The only module of the core that imports ART. The method itself (score → reweight → noise → reverse) is the pure-torch
+:class:`~art_ssni.ssni.SSNIPurifier` in model space ``[-1, 1]``; this class converts from the estimator's
+``clip_values``, validates inputs, batches, seeds the purification stream, expands EOT copies, chooses how gradients
+flow and saves / loads the whole defence.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,118 +17,75 @@ import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from tqdm.auto import tqdm
 
+from art_ssni._common import is_finite_real, is_int, write_json_atomic
+from art_ssni._defence_files import CONFIG_NAME, MODEL_SUBFOLDER, read_config
+from art_ssni._inputs import as_tensor, check_images
 from art_ssni._version import __version__
 from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.diffusion.sampling import SAMPLERS
-from art_ssni.ssni.bases import GNS_STAGES, check_base_params, purify_base
+from art_ssni.ssni.bases import Base, base_to_dict
+from art_ssni.ssni.purifier import PurifierSetting, SSNIPurifier, derive_score_seed
 from art_ssni.ssni.reference import ReferenceStats
-from art_ssni.ssni.reweight import REWEIGHTS, resolve_tau, select_timesteps
-from art_ssni.ssni.score import score_norms
 
 __all__ = ["GRADIENT_MODES", "SSNIPreprocessor"]
 
 GRADIENT_MODES = ("exact", "surrogate", "bpda")
-_CONFIG_NAME = "ssni_config.json"
-_MODEL_SUBFOLDER = "diffusion"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 class SSNIPreprocessor(PreprocessorPyTorch):
     """Sample-Specific Noise Injection (SSNI) diffusion purification as an ART preprocessing defence.
 
-    Each input is scored with the diffusion model (the norm of its averaged score, ``T' = score_steps`` smallest
-    timesteps), the score norm is mapped to a per-sample noise level ``t_i`` (``reweight``: ``"sigmoid"`` =
-    SSNI-N, ``"linear"`` = SSNI-L, ``"constant"`` = DiffPure at ``t_star``), and every sample is noised to its own
-    ``t_i`` and denoised back in one batched reverse process.
+    Each input is scored with the diffusion model (norm of its averaged score over ``T' = score_steps`` timesteps),
+    the norm is mapped to a per-sample level ``t_i`` (``reweight``: ``"sigmoid"`` = SSNI-N, ``"linear"`` = SSNI-L,
+    ``"constant"`` = the base at ``t_star``), and every sample is purified from its own ``t_i`` by the ``base``.
 
     | Paper link: Sun et al., "Sample-Specific Noise Injection For Diffusion-Based Adversarial Purification",
       ICML 2025, https://arxiv.org/abs/2410.16311
-    | DiffPure: Nie et al., ICML 2022, https://arxiv.org/abs/2205.07460
+    | Please keep in mind the limitations of defences: see https://arxiv.org/abs/1802.00420 and
+      https://arxiv.org/abs/1902.06705. Diffusion purification has been over-estimated by approximate gradients
+      (https://arxiv.org/abs/2303.09051): evaluate it with exact gradients, EOT and attacks on the level selection.
 
-    | Please keep in mind the limitations of defences. For more information on the limitations of this defence,
-      see https://arxiv.org/abs/1802.00420 . For details on how to evaluate classifier security in general, see
-      https://arxiv.org/abs/1902.06705 . Diffusion purification in particular has been over-estimated by
-      evaluations with approximate gradients (https://arxiv.org/abs/2303.09051): evaluate it with exact gradients,
-      EOT and attacks on the noise-level selection.
+    Inputs are ``(B, C, H, W)`` arrays or tensors in ``clip_values`` (any float dtype: cast); outputs are float32,
+    same shape and layout, in ``clip_values``, on the input's device. The level selection runs without gradient.
 
-    Inputs are ``(B, C, H, W)`` arrays or tensors in ``clip_values``; outputs are float32, same shape, in
-    ``clip_values``, on the input's device. The noise-level selection runs without gradient; the purification is
-    differentiable according to ``gradient``.
-
-    :param model: the :class:`~art_ssni.diffusion.DiffusionModel` that both scores and purifies.
-    :param reweight: ``"sigmoid"`` (SSNI-N), ``"linear"`` (SSNI-L) or ``"constant"`` (DiffPure).
-    :param t_star: base noise level ``t*`` of the method (CIFAR-10 DiffPure: 100), in ``[1, N - 1]``.
-    :param bias: ``b >= 0``, the bias of the reweighting (paper: 5).
-    :param tau: SSNI-N temperature ``τ > 0``; ``None`` uses the std of the reference score norms.
-    :param score_steps: ``T'``, timesteps averaged in the score (paper: 20 on CIFAR-10).
-    :param sampler: ``"ddpm"`` (ancestral, ``t_i`` steps) or ``"ddim"`` (``min(steps, t_i)`` steps).
-    :param steps: DDIM steps (required for ``"ddim"``, must be ``None`` for ``"ddpm"``).
-    :param eta: DDIM η in ``[0, 1]`` (0 deterministic, 1 stochastic).
-    :param reference: :class:`~art_ssni.ssni.ReferenceStats` of clean score norms; or call :meth:`fit`.
+    :param model: the :class:`~art_ssni.diffusion.DiffusionModel` that scores and purifies (any float dtype: a
+        float16 / bfloat16 UNet gets its inputs cast to its dtype).
+    :param reweight, t_star, bias, tau, reference, score_steps, score_noise, base, sampler, steps, eta, checkpoint:
+        the settings of :class:`~art_ssni.ssni.SSNIPurifier` (``base``: ``DiffPure()``, ``GNS(stages=...)``,
+        ``GDMP(...)`` or ``"diffpure"`` / ``"gns"`` / ``"gdmp"``); they live on :attr:`purifier`.
+    :param score_seed: seed of the score noise; ``None``: the reference's ``score_seed`` when it has one (the
+        bank it was fitted with), else derived from ``seed`` (0 without a seed).
     :param clip_values: ``(min, max)`` pixel range of the inputs, e.g. ``(0.0, 1.0)``.
-    :param batch_size: memory safety valve: every UNet call of the defence (scoring: ``B · T'`` rows in all;
-        purification: ``B · eot_samples`` rows per reverse step) is made in chunks of at most ``batch_size`` rows,
-        whatever the input batch ``B``, so peak memory is bounded by ``batch_size`` (and, with gradients, by the
-        number of reverse steps kept for backward unless ``checkpoint=True``).
-    :param seed: seed of the preprocessor's own random generator (reproducible runs); ``None``: torch's global RNG.
-    :param gradient: how ``loss_gradient`` flows through the purifier: ``"exact"`` (back-propagation through every
-        reverse step), ``"surrogate"`` (forward value of the real purifier, gradient of a ``surrogate_steps``-step
-        deterministic DDIM purifier with the same forward noise) or ``"bpda"`` (identity backward).
-    :param surrogate_steps: DDIM steps of the surrogate purifier (``gradient="surrogate"``).
-    :param checkpoint: checkpoint each reverse step so backward memory does not grow with the number of steps.
-    :param eot_samples: when gradients are requested and labels are given, each sample (and label) is repeated
-        this many times so that ART attacks average the gradient over independent purifications (EOT).
-    :param base: the base purification method (:mod:`art_ssni.ssni.bases`): ``"diffpure"`` (one stage at
-        ``t_i``), ``"gns"`` (stages ``gns_stages`` in sequence, each scaled by ``t_i / t_star``; combine with
-        :func:`art_ssni.voting.majority_vote_predict` for GNS's vote) or ``"gdmp"`` (``gdmp_iterations`` guided
-        purifications from ``t_i``; official CIFAR-10 setting ``t_star=36``). With ``gradient="surrogate"`` the
-        surrogate is the same base run with a ``surrogate_steps``-step deterministic DDIM sampler.
-    :param gns_stages: GNS stage levels ``s_k`` in ``[1, N - 1]`` (Lee & Kim, CIFAR-10: 30,30,30,30,50,50,125,125).
-    :param gdmp_iterations: GDMP purification rounds ``>= 1`` (official: 4).
-    :param gdmp_scale: GDMP guidance scale ``>= 0`` (official ``guide_scale`` 60000 for 32×32×3 images; scale it by
-        ``C·H·W / 3072`` for other sizes, see :mod:`art_ssni.ssni.bases`).
-    :param gdmp_distance: GDMP guidance distance, ``"mse"`` or ``"ssim"``.
-    :param channels_first: inputs are ``(B, C, H, W)`` (``True``) or ``(B, H, W, C)`` (``False``); outputs keep
-        the input layout.
-    :param verbose: show a tqdm progress bar over purification chunks.
+    :param batch_size: at most this many rows per UNet call (scoring) and images per purification chunk.
+    :param seed: seed of the purification stream (scoring never consumes it); ``None``: torch's global RNG.
+    :param gradient: ``"exact"`` (back-propagation through every reverse step), ``"surrogate"`` (value of the real
+        purifier, gradient of a ``surrogate_steps``-step deterministic DDIM run with the same forward noise) or
+        ``"bpda"`` (identity backward).
+    :param surrogate_steps: DDIM steps of the surrogate.
+    :param eot_samples: with gradients and labels, every sample (and label) is repeated this many times, each copy
+        purified independently (with ``score_noise="random"`` each copy also draws its own level).
+    :param channels_first: ``(B, C, H, W)`` (``True``) or ``(B, H, W, C)`` (``False``) inputs and outputs.
+    :param verbose: show a progress bar over purification chunks.
     :param device_type: ``"gpu"`` or ``"cpu"`` (ART convention); the model is moved there.
-    :param apply_fit: apply the defence when the classifier is trained.
-    :param apply_predict: apply the defence at prediction time.
     """
 
-    params = [
-        "model",
-        "reweight",
-        "t_star",
-        "bias",
-        "tau",
-        "score_steps",
-        "sampler",
-        "steps",
-        "eta",
-        "reference",
-        "clip_values",
-        "batch_size",
-        "seed",
-        "gradient",
-        "surrogate_steps",
-        "checkpoint",
-        "eot_samples",
-        "base",
-        "gns_stages",
-        "gdmp_iterations",
-        "gdmp_scale",
-        "gdmp_distance",
-        "channels_first",
-        "verbose",
-    ]
+    params = [*SSNIPurifier.SETTINGS, "clip_values", "seed", "gradient", "surrogate_steps", "eot_samples"]
+    params += ["channels_first", "verbose"]
+
+    model = PurifierSetting[DiffusionModel]()
+    reweight = PurifierSetting[str]()
+    t_star = PurifierSetting[int]()
+    bias = PurifierSetting[float]()
+    tau = PurifierSetting["float | None"]()
+    reference = PurifierSetting["ReferenceStats | None"]()
+    score_steps = PurifierSetting[int]()
+    score_noise = PurifierSetting[str]()
+    score_seed = PurifierSetting[int]()
+    base = PurifierSetting[Base]()
+    sampler = PurifierSetting[str]()
+    steps = PurifierSetting["int | None"]()
+    eta = PurifierSetting[float]()
+    checkpoint = PurifierSetting[bool]()
+    batch_size = PurifierSetting[int]()
 
     def __init__(
         self,
@@ -140,23 +95,21 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         t_star: int = 100,
         bias: float = 5.0,
         tau: float | None = None,
+        reference: ReferenceStats | None = None,
         score_steps: int = 20,
+        score_noise: str = "fixed",
+        score_seed: int | None = None,
+        base: Base | str = "diffpure",
         sampler: str = "ddpm",
         steps: int | None = None,
         eta: float = 1.0,
-        reference: ReferenceStats | None = None,
+        checkpoint: bool = False,
         clip_values: tuple[float, float] = (0.0, 1.0),
         batch_size: int = 64,
         seed: int | None = None,
         gradient: str = "exact",
         surrogate_steps: int = 10,
-        checkpoint: bool = False,
         eot_samples: int = 1,
-        base: str = "diffpure",
-        gns_stages: tuple[int, ...] | list[int] = GNS_STAGES,
-        gdmp_iterations: int = 4,
-        gdmp_scale: float = 60000.0,
-        gdmp_distance: str = "mse",
         channels_first: bool = True,
         verbose: bool = False,
         device_type: str = "gpu",
@@ -164,325 +117,181 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         apply_predict: bool = True,
     ) -> None:
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
-        self.model = model
-        self.reweight = reweight
-        self.t_star = t_star
-        self.bias = bias
-        self.tau = tau
-        self.score_steps = score_steps
-        self.sampler = sampler
-        self.steps = steps
-        self.eta = eta
-        self.reference = reference
-        self.clip_values = clip_values
-        self.batch_size = batch_size
-        self.seed = seed
-        self.gradient = gradient
-        self.surrogate_steps = surrogate_steps
-        self.checkpoint = checkpoint
-        self.eot_samples = eot_samples
-        self.base = base
-        self.gns_stages = gns_stages
-        self.gdmp_iterations = gdmp_iterations
-        self.gdmp_scale = gdmp_scale
-        self.gdmp_distance = gdmp_distance
-        self.channels_first = channels_first
-        self.verbose = verbose
+        if seed is not None and (not is_int(seed) or seed < 0):
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}.")
+        if score_seed is None:  # the bank the reference was fitted with, else one derived from the seed
+            ref_seed = getattr(reference, "score_seed", None)  # (a wrong type is refused by the purifier)
+            score_seed = derive_score_seed(seed) if ref_seed is None else ref_seed
+        self.purifier = SSNIPurifier(
+            model, reweight=reweight, t_star=t_star, bias=bias, tau=tau, reference=reference, score_steps=score_steps,
+            score_noise=score_noise, score_seed=score_seed,
+            base=base, sampler=sampler, steps=steps, eta=eta, checkpoint=checkpoint, batch_size=batch_size,
+        )  # fmt: skip
+        self.clip_values, self.seed, self.gradient, self.surrogate_steps = clip_values, seed, gradient, surrogate_steps
+        self.eot_samples, self.channels_first, self.verbose = eot_samples, channels_first, verbose
         self._check_params()
-        self.model.to(self.device)
+        self.purifier.to(self.device)
         self._generator: torch.Generator | None = None
         self.reset_generator()
 
-    # ------------------------------------------------------------------ validation
+    # ------------------------------------------------------------------ parameters
     def _check_params(self) -> None:
-        if not isinstance(self.model, DiffusionModel):
-            raise TypeError(f"model must be an art_ssni.DiffusionModel, got {type(self.model).__name__}.")
-        n = self.model.num_timesteps
-        if self.reweight not in REWEIGHTS:
-            raise ValueError(f"reweight must be one of {sorted(REWEIGHTS)}, got {self.reweight!r}.")
-        if not _is_int(self.t_star) or not 1 <= self.t_star <= n - 1:
-            raise ValueError(f"t_star must be an int in [1, {n - 1}], got {self.t_star!r}.")
-        if not _is_number(self.bias) or not math.isfinite(self.bias) or self.bias < 0:
-            raise ValueError(f"bias must be a finite number >= 0, got {self.bias!r}.")
-        if self.tau is not None and (not _is_number(self.tau) or not math.isfinite(self.tau) or self.tau <= 0):
-            raise ValueError(f"tau must be a finite number > 0 or None, got {self.tau!r}.")
-        if not _is_int(self.score_steps) or not 1 <= self.score_steps <= n:
-            raise ValueError(f"score_steps must be an int in [1, {n}], got {self.score_steps!r}.")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}.")
-        if self.sampler == "ddim" and (self.steps is None or not _is_int(self.steps) or self.steps < 1):
-            raise ValueError(f"steps must be an int >= 1 when sampler='ddim', got {self.steps!r}.")
-        if self.sampler == "ddpm" and self.steps is not None:
-            raise ValueError(f"steps must be None when sampler='ddpm' (one step per level), got {self.steps!r}.")
-        if not _is_number(self.eta) or not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be a number in [0, 1], got {self.eta!r}.")
-        if self.reference is not None:
-            if not isinstance(self.reference, ReferenceStats):
-                raise TypeError(f"reference must be a ReferenceStats or None, got {type(self.reference).__name__}.")
-            if self.reference.score_steps is not None and self.reference.score_steps != self.score_steps:
-                raise ValueError(
-                    f"reference was computed with score_steps={self.reference.score_steps}, but score_steps="
-                    f"{self.score_steps}: score norms with different T' are not comparable."
-                )
-            if self.reweight == "sigmoid":
-                resolve_tau(self.reference, self.tau)
-            if self.reweight == "linear" and self.reference.max <= self.reference.min:
-                raise ValueError("reference: reweight='linear' needs reference.max > reference.min.")
+        self.purifier.check_params()
+        lo_hi = self.clip_values
         if (
-            not isinstance(self.clip_values, (tuple, list))
-            or len(self.clip_values) != 2
-            or not all(_is_number(v) and math.isfinite(v) for v in self.clip_values)
-            or not self.clip_values[0] < self.clip_values[1]
+            not isinstance(lo_hi, (tuple, list))
+            or len(lo_hi) != 2
+            or not all(is_finite_real(v) for v in lo_hi)
+            or not lo_hi[0] < lo_hi[1]
         ):
-            raise ValueError(
-                f"clip_values must be a (min, max) pair of finite numbers with min < max, got {self.clip_values!r}."
-            )
-        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"clip_values must be a (min, max) pair of finite numbers with min < max, got {lo_hi!r}.")
+        if not is_int(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {self.seed!r}.")
         if self.gradient not in GRADIENT_MODES:
             raise ValueError(f"gradient must be one of {list(GRADIENT_MODES)}, got {self.gradient!r}.")
-        if not _is_int(self.surrogate_steps) or self.surrogate_steps < 1:
-            raise ValueError(f"surrogate_steps must be an int >= 1, got {self.surrogate_steps!r}.")
-        if not isinstance(self.checkpoint, bool):
-            raise ValueError(f"checkpoint must be a bool, got {self.checkpoint!r}.")
-        if not _is_int(self.eot_samples) or self.eot_samples < 1:
-            raise ValueError(f"eot_samples must be an int >= 1, got {self.eot_samples!r}.")
-        if not isinstance(self.channels_first, bool):
-            raise ValueError(f"channels_first must be a bool, got {self.channels_first!r}.")
-        if not isinstance(self.verbose, bool):
-            raise ValueError(f"verbose must be a bool, got {self.verbose!r}.")
-        check_base_params(
-            self.base,
-            num_timesteps=n,
-            gns_stages=self.gns_stages,
-            gdmp_iterations=self.gdmp_iterations,
-            gdmp_scale=self.gdmp_scale,
-            gdmp_distance=self.gdmp_distance,
-        )
+        for name in ("surrogate_steps", "eot_samples"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}.")
+        for name in ("channels_first", "verbose"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}.")
+
+    def set_params(self, **kwargs: Any) -> None:
+        """Set parameters and validate them; on a bad value every parameter keeps its old value, then it raises."""
+        unknown = sorted(set(kwargs) - set(self.params))
+        if unknown:
+            raise ValueError(f"set_params: unknown parameter(s) {unknown}; the parameters are {self.params}.")
+        old = {name: getattr(self, name) for name in kwargs}
+        try:
+            for name, value in kwargs.items():
+                setattr(self, name, value)
+            self._check_params()
+        except (TypeError, ValueError):
+            for name, value in old.items():
+                setattr(self, name, value)
+            raise
 
     @property
     def is_fitted(self) -> bool:
         """``True`` when the defence can run: reference statistics are set, or ``reweight="constant"``."""
-        return self.reweight == "constant" or self.reference is not None
+        return self.purifier.is_fitted
 
-    def _require_fitted(self) -> None:
-        if not self.is_fitted:
+    def check_estimator(self, estimator: Any) -> None:
+        """``ValueError`` naming the parameter to set when ``estimator.clip_values`` differ from this defence's."""
+        theirs = getattr(estimator, "clip_values", None)
+        ours = tuple(float(v) for v in self.clip_values)
+        if theirs is None or tuple(float(v) for v in np.asarray(theirs).reshape(-1)[:2]) != ours:
             raise ValueError(
-                f"reference: SSNIPreprocessor with reweight={self.reweight!r} is not fitted; call fit(x_clean) or "
-                "pass reference=ReferenceStats(...)."
+                f"clip_values: the classifier has clip_values={theirs!r} but the defence {ours}; pass the "
+                f"classifier's range as SSNIPreprocessor(clip_values=...) or the defence's as the classifier's."
             )
 
     def reset_generator(self) -> None:
-        """Restart the random stream from ``seed`` (no-op without a seed)."""
-        if self.seed is None:
-            self._generator = None
-        else:
-            self._generator = torch.Generator(device=self.device)
-            self._generator.manual_seed(int(self.seed))
+        """Restart the purification stream from ``seed`` and the random score stream from ``score_seed``."""
+        self.purifier.reset_score_generator()
+        self._generator = None if self.seed is None else torch.Generator(device=self.device).manual_seed(self.seed)
 
-    @staticmethod
-    def _as_tensor(x: Any, name: str = "x") -> torch.Tensor:
-        """A numpy array or tensor as a tensor (sharing memory: never modified), with a clear type error."""
-        if isinstance(x, np.ndarray):
-            if x.dtype == object:
-                raise TypeError(f"{name} must be a numeric array, got dtype object.")
-            if not x.dtype.isnative:  # big-endian data: torch.from_numpy refuses it
-                x = x.astype(x.dtype.newbyteorder("="))
-            try:
-                x = torch.from_numpy(np.ascontiguousarray(x))
-            except TypeError as err:  # dtypes torch has no counterpart for (float128, strings, ...)
-                raise TypeError(f"{name} must be a floating-point array (float16/32/64), got dtype {x.dtype}.") from err
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}.")
-        return x
-
+    # ------------------------------------------------------------------ inputs and units
     def _validate(self, x: Any, name: str = "x") -> torch.Tensor:
         """Check an input batch and return it as a float32 NCHW tensor (new when a cast or transpose is needed)."""
-        x = self._as_tensor(x, name)
-        if x.dtype == torch.bool or not (x.is_floating_point()):
-            raise TypeError(f"{name} must be a floating-point array (float16/32/64), got {x.dtype}.")
-        if x.device.type == "meta":
-            raise ValueError(f"{name} must hold data, got a tensor on the meta device.")
-        layout = "(B, C, H, W)" if self.channels_first else "(B, H, W, C)"
-        if x.dim() != 4:
-            raise ValueError(f"{name} must have shape {layout}, got {tuple(x.shape)}.")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} must not be an empty batch, got shape {tuple(x.shape)}.")
-        if not self.channels_first:
-            x = x.permute(0, 3, 1, 2)
-        c, s = self.model.in_channels, self.model.sample_size
-        if x.shape[1] != c:
-            where = "dim 1, NCHW" if self.channels_first else "dim 3, NHWC"
-            raise ValueError(f"{name} must have {c} channels ({where}) for this UNet, got {x.shape[1]}.")
-        if tuple(x.shape[2:]) != (s, s):
-            raise ValueError(f"{name} must have spatial size {(s, s)} for this UNet, got {tuple(x.shape[2:])}.")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} must be finite, got NaN or inf.")
-        lo, hi = float(self.clip_values[0]), float(self.clip_values[1])
-        tol = 1e-6 * (hi - lo)
-        x_min, x_max = float(x.detach().min()), float(x.detach().max())
-        if x_min < lo - tol or x_max > hi + tol:
-            raise ValueError(f"{name} must lie in clip_values [{lo}, {hi}], got values in [{x_min}, {x_max}].")
-        return x.float()
+        m = self.model
+        return check_images(
+            x, name, channels=m.in_channels, size=m.sample_size, clip_values=self.clip_values,
+            channels_first=self.channels_first,
+        )  # fmt: skip
 
-    # ------------------------------------------------------------------ unit conversion
-    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs in ``clip_values`` -> model space ``[-1, 1]`` on the model's device, differentiable; float32 (or
+        the model's dtype when more precise): a float16 / bfloat16 UNet gets its inputs cast at each call."""
         lo, hi = self.clip_values
-        return self.model.to_model_space((x.to(self.device) - lo) / (hi - lo))
+        xm = self.model.to_model_space((x.to(self.device) - lo) / (hi - lo))
+        return xm.to(torch.promote_types(self.model.dtype, torch.float32))
 
-    def _to_clip(self, x: torch.Tensor) -> torch.Tensor:
+    def from_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space ``x`` -> float32 in ``clip_values`` (clamped), differentiable."""
         lo, hi = self.clip_values
-        return (lo + (hi - lo) * self.model.to_pixel_space(x)).clamp(lo, hi)
+        return (lo + (hi - lo) * self.model.to_pixel_space(x.float())).clamp(lo, hi)
 
-    # ------------------------------------------------------------------ scoring and t-selection
-    def _score_model_space(self, xm: torch.Tensor) -> torch.Tensor:
-        """(B,) score norms of model-space inputs, with one shared noise draw for the whole call."""
-        noise = torch.randn(
-            (self.score_steps, *xm.shape[1:]), generator=self._generator, device=self.device, dtype=xm.dtype
-        )
-        chunks = [
-            score_norms(
-                self.model,
-                xm[i : i + self.batch_size],
-                score_steps=self.score_steps,
-                noise=noise,
-                batch_size=int(self.batch_size),  # UNet calls of at most batch_size rows (of the B·T' in all)
-            )
-            for i in range(0, xm.shape[0], self.batch_size)
-        ]
-        return torch.cat(chunks)
-
-    def _levels(self, xm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B,) chosen levels and score norms (``None`` for ``reweight="constant"``, which needs no scoring)."""
-        if self.reweight == "constant":
-            return torch.full((xm.shape[0],), int(self.t_star), dtype=torch.long, device=self.device), None
-        self._require_fitted()
-        with torch.no_grad():
-            norms = self._score_model_space(xm)
-        t = select_timesteps(
-            norms,
-            self.reference,
-            reweight=self.reweight,
-            t_star=int(self.t_star),
-            bias=float(self.bias),
-            tau=self.tau,
-            num_timesteps=self.model.num_timesteps,
-        )
-        return t, norms
-
+    # ------------------------------------------------------------------ scoring
     def score_norms(self, x: Any) -> np.ndarray:
-        """Score norms of a batch in ``clip_values`` (numpy ``(B,)``, for inspection and plots)."""
-        xm = self._to_model(self._validate(x))
+        """Score norms of a batch in ``clip_values`` (numpy ``(B,)`` float32, for inspection and plots)."""
         with torch.no_grad():
-            return self._score_model_space(xm).cpu().numpy()
+            return self.purifier.score_norms(self.to_model_space(self._validate(x))).float().cpu().numpy()
 
     def timesteps(self, x: Any) -> np.ndarray:
-        """Noise levels ``t_i`` the defence would choose for a batch (numpy ``(B,)`` int64)."""
-        xm = self._to_model(self._validate(x))
-        return self._levels(xm)[0].cpu().numpy()
+        """Noise levels ``t_i`` the defence chooses for a batch (numpy ``(B,)`` int64)."""
+        with torch.no_grad():
+            return self.purifier.levels(self.to_model_space(self._validate(x))).cpu().numpy()
 
     def fit(self, x: Any, y: Any = None, **kwargs: Any) -> SSNIPreprocessor:
-        """Learn :class:`ReferenceStats` from clean images ``x`` (``(N, C, H, W)`` in ``clip_values``).
-
-        The paper uses 5,000 clean training images. Returns ``self``.
-        """
-        xm = self._to_model(self._validate(x))
-        with torch.no_grad():
-            norms = self._score_model_space(xm)
-        reference = ReferenceStats.from_norms(norms, score_steps=int(self.score_steps))
-        if self.reweight == "sigmoid" and self.tau is None and reference.std <= 0:
-            raise ValueError("x: the score norms of the fitting set have zero std; pass more images or tau > 0.")
-        self.reference = reference
+        """Learn :class:`ReferenceStats` from clean images ``x`` (``(N, C, H, W)`` in ``clip_values``); ``self``."""
+        self.purifier.fit(self.to_model_space(self._validate(x)))
         return self
 
     # ------------------------------------------------------------------ purification
-    def _purify_base(self, xm: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Purify model-space ``xm`` from levels ``t`` with the configured base (engine options in ``kwargs``)."""
-        return purify_base(
-            self.base,
-            self.model,
-            xm,
-            t,
-            t_star=int(self.t_star),
-            gns_stages=tuple(int(s) for s in self.gns_stages),
-            gdmp_iterations=int(self.gdmp_iterations),
-            gdmp_scale=float(self.gdmp_scale),
-            gdmp_distance=self.gdmp_distance,
-            **kwargs,
-        )
-
     def _purify_chunk(self, xm: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Purify one chunk in model space according to the gradient mode."""
-        g = self._generator
-        kwargs = dict(sampler=self.sampler, steps=self.steps, eta=float(self.eta), generator=g)
+        """Purify one model-space chunk according to the gradient mode."""
+        p, g = self.purifier, self._generator
         if not torch.is_grad_enabled() or not xm.requires_grad or self.gradient == "exact":
-            return self._purify_base(xm, t, checkpoint=self.checkpoint, **kwargs)
+            return p.purify(xm, t, generator=g)
         noise = torch.randn(xm.shape, generator=g, device=xm.device, dtype=xm.dtype)
         with torch.no_grad():
-            real = self._purify_base(xm, t, noise=noise, **kwargs)
-        if self.gradient == "bpda":
-            # BPDA (Athalye et al. 2018): forward value of the purifier, identity gradient.
+            real = p.purify(xm, t, noise=noise, generator=g, checkpoint=False)
+        if self.gradient == "bpda":  # BPDA (Athalye et al. 2018): the purifier's value, identity gradient
             return xm + (real - xm).detach()
-        surrogate = self._purify_base(
-            xm,
-            t,
-            sampler="ddim",
-            steps=int(self.surrogate_steps),
-            eta=0.0,
-            noise=noise,
-            generator=g,  # draws of multi-stage bases (GNS stages, GDMP guidance); unused by DiffPure here
-            checkpoint=self.checkpoint,
-        )
+        surrogate = p.purify(xm, t, noise=noise, generator=g, sampler="ddim", steps=self.surrogate_steps, eta=0.0)
         return surrogate + (real - surrogate).detach()
 
     def forward(self, x: torch.Tensor, y: Any = None) -> tuple[torch.Tensor, Any]:
         """Purify ``x`` (``(B, C, H, W)`` in ``clip_values``); returns ``(x_purified, y)``.
 
-        When gradients are enabled, ``y`` is given and ``eot_samples = M > 1``, the batch is returned ``M`` times
-        larger: every sample and its label repeated ``M`` times (consecutively), each copy purified independently.
+        With gradients enabled, ``y`` given and ``eot_samples = M > 1``, the batch comes back ``M`` times larger:
+        every sample and its label repeated ``M`` times (consecutively), each copy purified independently.
         """
         x_in = x
-        x = self._validate(x)
-        xm = self._to_model(x)
-        t, _ = self._levels(xm.detach())
-        if self.eot_samples > 1 and torch.is_grad_enabled() and y is not None:
-            m = int(self.eot_samples)
-            xm, t = xm.repeat_interleave(m, dim=0), t.repeat_interleave(m, dim=0)
+        xm = self.to_model_space(self._validate(x))
+        m = int(self.eot_samples) if self.eot_samples > 1 and torch.is_grad_enabled() and y is not None else 1
+        if m > 1:
             y = y.repeat_interleave(m, dim=0) if isinstance(y, torch.Tensor) else np.repeat(y, m, axis=0)
-        starts: Iterable[int] = range(0, xm.shape[0], self.batch_size)
-        if self.verbose:
-            starts = tqdm(starts, desc="SSNI purification", unit="chunk")
-        out = torch.cat([self._purify_chunk(xm[i : i + self.batch_size], t[i : i + self.batch_size]) for i in starts])
-        out = self._to_clip(out)
-        if not self.channels_first:
-            out = out.permute(0, 2, 3, 1)
-        device = x_in.device if isinstance(x_in, torch.Tensor) else torch.device("cpu")
-        return out.to(device), y
+        with torch.no_grad():
+            if m > 1 and self.score_noise == "random":  # every EOT copy draws its own selection
+                t = self.purifier.levels(xm.repeat_interleave(m, dim=0))
+            else:
+                t = self.purifier.levels(xm).repeat_interleave(m, dim=0)
+        xm = xm.repeat_interleave(m, dim=0) if m > 1 else xm
+        bs = int(self.batch_size)
+        starts = tqdm(
+            range(0, xm.shape[0], bs), desc="SSNI purification", unit="chunk", disable=None if self.verbose else True
+        )
+        out = torch.cat([self._purify_chunk(xm[i : i + bs], t[i : i + bs]) for i in starts])
+        out = self.from_model_space(out)
+        out = out if self.channels_first else out.permute(0, 2, 3, 1)
+        return out.to(x_in.device if isinstance(x_in, torch.Tensor) else torch.device("cpu")), y
 
     def __call__(self, x: Any, y: Any = None) -> tuple[np.ndarray, Any]:
         """Numpy path: purify without gradient and return a new float32 array (the input is never modified)."""
         with torch.no_grad():
-            out, y_out = self.forward(self._as_tensor(x), y)
+            out, y_out = self.forward(as_tensor(x), y)
         return out.cpu().numpy(), y_out
 
     # ------------------------------------------------------------------ saving and loading
-    def save_pretrained(self, path: str | os.PathLike[str], *, save_model: bool = True) -> None:
-        """Write this defence's configuration (and by default its diffusion model) to the folder ``path``.
+    def to_config(self) -> dict[str, Any]:
+        """Every parameter but ``model`` as JSON-ready values (the base as ``{"name": ..., **fields}``, the
+        reference statistics as a dict): what :meth:`save_pretrained` stores and results record."""
+        params: dict[str, Any] = {name: getattr(self, name) for name in self.params if name != "model"}
+        params["base"] = base_to_dict(self.base)
+        params["clip_values"] = [float(v) for v in self.clip_values]
+        params["reference"] = None if self.reference is None else self.reference.to_dict()
+        return params
 
-        Files: ``ssni_config.json`` (every parameter, the reference statistics, the package version) and, with
-        ``save_model``, ``diffusion/`` (the diffusers UNet + scheduler, safetensors). Without ``save_model`` the
-        diffusion model must be passed to :meth:`from_pretrained`.
-        """
+    def save_pretrained(self, path: str | os.PathLike[str], *, save_model: bool = True) -> None:
+        """Write ``ssni_config.json`` (every parameter incl. the base and ``score_seed``, the reference statistics,
+        the package version) and, with ``save_model``, ``diffusion/`` (UNet + scheduler, safetensors) to ``path``."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        params = {}
-        for name in self.params:
-            if name in ("model", "reference"):
-                continue
-            value = getattr(self, name)
-            params[name] = list(value) if isinstance(value, tuple) else value
+        params = self.to_config()
         config = {
             "class": type(self).__name__,
             "art_ssni_version": __version__,
@@ -490,87 +299,44 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             "device_type": "cpu" if self.device.type == "cpu" else "gpu",
             "apply_fit": self.apply_fit,
             "apply_predict": self.apply_predict,
-            "reference": None if self.reference is None else self.reference.to_dict(),
-            "diffusion": {"subfolder": _MODEL_SUBFOLDER} if save_model else None,
+            "reference": params.pop("reference"),
+            "diffusion": {"subfolder": MODEL_SUBFOLDER} if save_model else None,
         }
         if save_model:
-            self.model.save_pretrained(root / _MODEL_SUBFOLDER)
-        tmp = root / (_CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(tmp, root / _CONFIG_NAME)
+            self.model.save_pretrained(root / MODEL_SUBFOLDER)
+        write_json_atomic(root / CONFIG_NAME, config, indent=2)
 
     @classmethod
     def from_pretrained(
         cls, path: str | os.PathLike[str], *, model: DiffusionModel | None = None, **overrides: Any
     ) -> SSNIPreprocessor:
-        """Rebuild a defence written by :meth:`save_pretrained` (same outputs for the same seed and input).
+        """Rebuild a defence written by :meth:`save_pretrained`: the same outputs as the saved one from the same state
+        (right after construction, :meth:`fit` or :meth:`reset_generator`) for the same input.
 
         :param path: the folder. Only files inside it are read (JSON and safetensors: nothing is unpickled).
         :param model: the diffusion model, required when the folder holds none; overrides the saved one otherwise.
         :param overrides: parameters that replace the saved ones (e.g. ``device_type="cpu"``).
         """
         root = Path(path)
-        config_file = root / _CONFIG_NAME
-        if not config_file.is_file():
-            raise FileNotFoundError(f"path: {str(config_file)!r} does not exist.")
-        try:
-            config = json.loads(config_file.read_text())
-            params = dict(config["params"])
-            diffusion = config.get("diffusion")
-            reference = config.get("reference")
-            if diffusion is not None and not isinstance(diffusion.get("subfolder"), str):
-                raise TypeError(f"'diffusion' must be null or {{'subfolder': str}}, got {diffusion!r}")
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, AttributeError, KeyError, TypeError) as err:
-            raise ValueError(f"{str(config_file)!r} is not a valid SSNIPreprocessor config: {err}"[:2000]) from err
-        if config.get("class") != cls.__name__:
-            raise ValueError(f"{str(config_file)!r} describes a {config.get('class')!r}, not a {cls.__name__}.")
-        unknown = sorted(set(params) - set(cls.params))
-        if unknown:
-            raise ValueError(f"{str(config_file)!r} has unknown parameter(s) {unknown}.")
+        kwargs, folder = read_config(root, cls.__name__, cls.params)
         if model is None:
-            if not diffusion:
+            if folder is None:
                 raise ValueError(f"model: {str(root)!r} holds no diffusion model; pass model=DiffusionModel(...).")
-            sub = (root / str(diffusion["subfolder"])).resolve()
-            if not sub.is_relative_to(root.resolve()):
-                raise ValueError(f"{str(config_file)!r}: the diffusion subfolder must stay inside {str(root)!r}.")
-            model = DiffusionModel.from_pretrained(sub)
-        if reference is not None:
-            try:
-                reference = ReferenceStats.from_dict(reference)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{str(config_file)!r}: invalid reference stats: {err}") from err
-        for key in ("clip_values", "gns_stages"):
-            if isinstance(params.get(key), list):
-                params[key] = tuple(params[key])
-        kwargs = {
-            **params,
-            "reference": reference,
-            "device_type": config.get("device_type", "gpu"),
-            "apply_fit": bool(config.get("apply_fit", False)),
-            "apply_predict": bool(config.get("apply_predict", True)),
-            **overrides,
-        }
+            model = DiffusionModel.from_pretrained(folder)
         try:
-            return cls(model, **kwargs)
+            return cls(model, **{**kwargs, **overrides})
         except (TypeError, ValueError) as err:  # a bad saved value: say which file holds it
-            raise type(err)(f"{str(config_file)!r}: {err}") from err
+            raise type(err)(f"{str(root / CONFIG_NAME)!r}: {err}") from err
 
     # ------------------------------------------------------------------ ART's numpy gradient path
     def estimate_forward(self, x: torch.Tensor, y: Any = None) -> torch.Tensor:
-        """Differentiable forward for ART's gradient chain: the purifier with this preprocessor's ``gradient`` mode
-        (exact back-propagation, surrogate, or BPDA identity); no EOT expansion (see :meth:`estimate_gradient`)."""
+        """Differentiable forward for ART's gradient chain (this ``gradient`` mode, no EOT expansion)."""
         return self.forward(x, None)[0]
 
     def estimate_gradient(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """Gradient through the defence for ART's numpy path (used when ART does not chain ``forward`` itself, e.g.
-        numpy estimators or chains with numpy preprocessors): the vector-Jacobian product of :meth:`estimate_forward`
-        with ``grad``, averaged over ``eot_samples`` independent purifications.
-
-        :param x: ``(B, ...)`` inputs the defence received (in the configured layout).
-        :param grad: gradient with respect to the defence's output, same shape as ``x`` (or ``(B, K, ...)`` for class
-            gradients, as ART passes them).
-        :return: gradient with respect to ``x``, same shape as ``grad``.
-        """
+        """Gradient through the defence for ART's numpy path: the vector-Jacobian product of
+        :meth:`estimate_forward` with ``grad`` (same shape as ``x``, or ``(B, K, ...)`` class gradients), averaged
+        over ``eot_samples`` independent purifications. Returns an array of ``grad``'s shape."""
         self._validate(x)
         total = None
         for _ in range(int(self.eot_samples)):

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_ssni import DiffusionModel, purify, score_norms
-from art_ssni.diffusion import level_schedule, num_steps, reverse_step
+from art_ssni import DiffusionModel
+from art_ssni.diffusion import level_schedule, num_steps, purify, reverse_step
+from art_ssni.ssni import score_norms
 from benchmarks.common import machine_info, resolve_device, time_call, time_interleaved
 from benchmarks.models import BenchModel, load_model
 

@@ -27,7 +27,7 @@ from art_ssni.attacks.registry import AttackSettings  # noqa: E402
 from art_ssni.evaluation.compare import compare_defences  # noqa: E402
 from art_ssni.evaluation.result import PROTOCOLS  # noqa: E402
 from art_ssni.evaluation.stats import format_accuracy, mcnemar_p  # noqa: E402
-from art_ssni.ssni.bases import GNS_STAGES, base_nfe, gdmp_scale_for  # noqa: E402
+from art_ssni.ssni.bases import GDMP, GDMP_T_STAR, GNS, GNS_STAGES, gdmp_scale_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFENCES = {"diffpure": "constant", "ssni-n": "SSNI-N", "ssni-l": "SSNI-L"}
@@ -41,11 +41,11 @@ def base_settings(base: str, models: zoo.ZooModels) -> dict:
     if base == "gns":
         # Lee & Kim's CIFAR-10 stages; the zoo's t* (the DiffPure level the stages were designed around) is the
         # reference of SSNI's per-sample factor t_i / t*.
-        return dict(base="gns", t_star=models.t_star, gns_stages=GNS_STAGES)
+        return dict(base=GNS(stages=GNS_STAGES), t_star=models.t_star)
     # official CIFAR-10 config: t* = 36, 4 iterations, MSE, guide_scale 60000 for 3·32·32 pixels, rescaled to keep
     # the same per-pixel pull on this image size (gdmp_scale_for).
     scale = gdmp_scale_for(models.x_test.shape[1:])
-    return dict(base="gdmp", t_star=36, gdmp_iterations=4, gdmp_scale=scale, gdmp_distance="mse")
+    return dict(base=GDMP(iterations=4, scale=scale, distance="mse"), t_star=GDMP_T_STAR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             t = torch.as_tensor(pre.timesteps(x))
             nfe = (
-                base_nfe(
-                    base,
-                    t,
-                    t_star=pre.t_star,
-                    num_timesteps=models.diffusion.num_timesteps,
-                    sampler="ddim",
-                    steps=args.steps,
-                    gns_stages=pre.gns_stages,
-                    gdmp_iterations=pre.gdmp_iterations,
+                pre.base.nfe(
+                    t, t_star=pre.t_star, num_timesteps=models.diffusion.num_timesteps, sampler="ddim", steps=args.steps
                 )
                 .double()
                 .mean()
@@ -149,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         "of the [evaluation guide](evaluation-guide.md#three-deployment-protocols). "
         f"Every purification stage is DDIM-{args.steps} with η = 1 (stochastic); exact gradients through every "
         f"stage. DiffPure and GNS use the zoo's t* = {models.t_star}; GNS stages {list(GNS_STAGES)}; GDMP "
-        f"t* = {gdmp['t_star']}, {gdmp['gdmp_iterations']} iterations, MSE guidance, scale "
-        f"{gdmp['gdmp_scale']:g}. SSNI rows use the zoo's reference statistics, bias b = 5, τ = reference std. "
+        f"t* = {gdmp['t_star']}, {gdmp['base'].iterations} iterations, MSE guidance, scale "
+        f"{gdmp['base'].scale:g}. SSNI rows use the zoo's reference statistics, bias b = 5, τ = reference std. "
         f"Wall time {wall:.0f} s on {torch.get_num_threads()} torch thread(s), {os.cpu_count()} CPU cores "
         f"({platform.machine()}), 1-minute load average {load_start:.1f} at the start and {load_end:.1f} at the end "
         f"(other jobs shared the machine), torch {torch.__version__}."
@@ -185,12 +178,12 @@ the base turns it into a purification.
 
 * `diffpure` (Nie et al., ICML 2022): noise to `t_i`, denoise to 0.
 * `gns` (Lee & Kim, ICCV 2023): stages `s_1..s_K` in sequence, stage `k` at level `round(s_k · t_i / t*)`;
-  `gns_stages=(30, 30, 30, 30, 50, 50, 125, 125)`.
-* `gdmp` (Wang et al. 2022): `gdmp_iterations` rounds of "noise to `t_i`, reverse steps guided toward the noised
-  input"; `gdmp_iterations=4`, `gdmp_scale=60000`, `gdmp_distance="mse"` (and `t_star=36` for their setting).
+  `GNS(stages=(30, 30, 30, 30, 50, 50, 125, 125))`.
+* `gdmp` (Wang et al. 2022): `iterations` rounds of "noise to `t_i`, reverse steps guided toward the noised
+  input"; `GDMP(iterations=4, scale=60000.0, distance="mse")` (and `t_star=GDMP_T_STAR = 36` for their setting).
 
 Cost: one UNet call per reverse iteration on the rows still active, so a purification costs exactly the sum of its
-per-sample stages (`art_ssni.ssni.bases.base_nfe`): DiffPure `steps(t_i)`, GNS `Σ_k steps(L_k,i)`, GDMP
+per-sample stages (`base.nfe(t, ...)`): DiffPure `steps(t_i)`, GNS `Σ_k steps(L_k,i)`, GDMP
 `iterations · steps(t_i)`, with `steps(l) = l` (DDPM) or `min(steps, l)` (DDIM).
 
 ## GNS (gradual noise scheduling)

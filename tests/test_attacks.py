@@ -7,7 +7,7 @@ import pytest
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-import art_ssni.attacks.score_aware_pgd as sap
+import art_ssni.ssni.purifier as purifier_module
 from art_ssni import SSNIPreprocessor
 from art_ssni.attacks import BPDAEOT, PGDEOT, ScoreAwarePGD, find_preprocessor, straight_through_noise
 from art_ssni.evaluation.compare import defended_classifier as art_classifier
@@ -259,7 +259,7 @@ def test_straight_through_gradient_uses_the_selector_path(model, images, monkeyp
         return attack._gradient(x, y, 0)
 
     with_t = grad()
-    monkeypatch.setattr(sap, "straight_through_noise", lambda model, x, noise, t_cont, t_int: noise)
+    monkeypatch.setattr(purifier_module, "straight_through_noise", lambda model, x, noise, t_cont, t_int: noise)
     without_t = grad()
     assert np.isfinite(with_t).all() and np.abs(without_t).sum() > 0
     assert not np.allclose(with_t, without_t)  # the t-path contributes

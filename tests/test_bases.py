@@ -8,22 +8,18 @@ import torch
 
 from art_ssni import DiffusionModel, SSNIPreprocessor
 from art_ssni.evaluation.compare import defended_classifier
-from art_ssni.ssni.bases import (
-    BASES,
-    GNS_STAGES,
-    _ssim,
-    base_nfe,
-    check_base_params,
-    gdmp,
-    gdmp_guidance_strength,
-    gns_levels,
-    purify_base,
-)
+from art_ssni.ssni.bases import BASES, GDMP, GDMP_T_STAR, GNS, GNS_STAGES, DiffPure, base_to_dict, gns_levels, make_base
+from art_ssni.ssni.bases.gdmp import _ssim, gdmp_guidance_strength
 from conftest import make_tiny_unet
 
 T_STAR = 10
-OPTIONS = dict(t_star=T_STAR, gns_stages=(5, 10, 20), gdmp_iterations=2, gdmp_scale=200.0)
+#: the bases under test: GNS with stages (5, 10, 20), GDMP with 2 rounds at scale 200
+OBJECTS = {"diffpure": DiffPure(), "gns": GNS(stages=(5, 10, 20)), "gdmp": GDMP(iterations=2, scale=200.0)}
 SAMPLERS = [("ddpm", None), ("ddim", 4)]
+
+
+def gdmp(model, x, t, *, iterations, scale, distance="mse", **engine):
+    return GDMP(iterations=iterations, scale=scale, distance=distance)(model, x, t, t_star=T_STAR, **engine)
 
 
 @pytest.fixture
@@ -38,8 +34,8 @@ def t() -> torch.Tensor:
 
 
 def run(model, base, x, t, seed=0, **kwargs):
-    opts = {**OPTIONS, "generator": torch.Generator().manual_seed(seed), **kwargs}
-    return purify_base(base, model, x, t, **opts)
+    opts = {"generator": torch.Generator().manual_seed(seed), **kwargs}
+    return OBJECTS[base](model, x, t, t_star=T_STAR, **opts)
 
 
 # ---------------------------------------------------------------- shapes, ranges, seeds
@@ -91,16 +87,7 @@ def test_nfe_is_sum_of_per_sample_stages(model, x, t, base, sampler, steps):
         run(model, base, x, t, sampler=sampler, steps=steps)
     expected = EXPECTED_NFE[(base, sampler)]
     assert model.nfe == expected
-    predicted = base_nfe(
-        base,
-        t,
-        t_star=T_STAR,
-        num_timesteps=model.num_timesteps,
-        sampler=sampler,
-        steps=steps,
-        gns_stages=OPTIONS["gns_stages"],
-        gdmp_iterations=OPTIONS["gdmp_iterations"],
-    )
+    predicted = OBJECTS[base].nfe(t, t_star=T_STAR, num_timesteps=model.num_timesteps, sampler=sampler, steps=steps)
     assert int(predicted.sum()) == expected
 
 
@@ -218,50 +205,54 @@ def test_gdmp_scale_zero_is_iterated_unguided_purification(model, x, t):
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         a = gdmp(model, x, t, iterations=1, scale=0.0, sampler="ddim", steps=3, eta=0.0, noise=noise)
-        b = purify_base("diffpure", model, x, t, t_star=T_STAR, sampler="ddim", steps=3, eta=0.0, noise=noise)
+        b = DiffPure()(model, x, t, t_star=T_STAR, sampler="ddim", steps=3, eta=0.0, noise=noise)
     torch.testing.assert_close(a, b)
 
 
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize(
-    "kwargs,match",
+    "make,match",
     [
-        (dict(base="adp"), r"base must be one of \['diffpure', 'gns', 'gdmp'\], got 'adp'"),
-        (dict(gns_stages=()), r"gns_stages must be a non-empty sequence of ints in \[1, 999\], got \(\)"),
-        (dict(gns_stages=(30, 0)), r"gns_stages must be a non-empty sequence of ints in \[1, 999\], got \(30, 0\)"),
-        (dict(gns_stages=(30, 1000)), r"gns_stages must be .* got \(30, 1000\)"),
-        (dict(gns_stages=(30, 50.0)), r"gns_stages must be .* got \(30, 50.0\)"),
-        (dict(gns_stages=(30, True)), r"gns_stages must be .* got \(30, True\)"),
-        (dict(gns_stages="30,50"), r"gns_stages must be .* got '30,50'"),
-        (dict(gns_stages=30), r"gns_stages must be .* got 30"),
-        (dict(gdmp_iterations=0), r"gdmp_iterations must be an int >= 1, got 0"),
-        (dict(gdmp_iterations=2.0), r"gdmp_iterations must be an int >= 1, got 2.0"),
-        (dict(gdmp_iterations=True), r"gdmp_iterations must be an int >= 1, got True"),
-        (dict(gdmp_scale=-1.0), r"gdmp_scale must be a finite number >= 0 \(0: unguided\), got -1.0"),
-        (dict(gdmp_scale=float("inf")), r"gdmp_scale must be a finite number >= 0 \(0: unguided\), got inf"),
-        (dict(gdmp_scale="60000"), r"gdmp_scale must be a finite number >= 0 \(0: unguided\), got '60000'"),
-        (dict(gdmp_distance="l2"), r"gdmp_distance must be one of \['mse', 'ssim'\], got 'l2'"),
+        (lambda: GNS(stages=()), r"GNS.stages must be a non-empty sequence of ints in \[1, N - 1\], got \(\)"),
+        (lambda: GNS(stages=(30, 0)), r"GNS.stages must be .* got \(30, 0\)"),
+        (lambda: GNS(stages=(30, 50.0)), r"GNS.stages must be .* got \(30, 50.0\)"),
+        (lambda: GNS(stages=(30, True)), r"GNS.stages must be .* got \(30, True\)"),
+        (lambda: GNS(stages="30,50"), r"GNS.stages must be .* got '30,50'"),
+        (lambda: GNS(stages=30), r"GNS.stages must be .* got 30"),
+        (lambda: GDMP(iterations=0), r"GDMP.iterations must be an int >= 1, got 0"),
+        (lambda: GDMP(iterations=2.0), r"GDMP.iterations must be an int >= 1, got 2.0"),
+        (lambda: GDMP(iterations=True), r"GDMP.iterations must be an int >= 1, got True"),
+        (lambda: GDMP(scale=-1.0), r"GDMP.scale must be a finite number >= 0 \(0: unguided\), got -1.0"),
+        (lambda: GDMP(scale=float("inf")), r"GDMP.scale must be a finite number >= 0 \(0: unguided\), got inf"),
+        (lambda: GDMP(scale="60000"), r"GDMP.scale must be a finite number >= 0 \(0: unguided\), got '60000'"),
+        (lambda: GDMP(distance="l2"), r"GDMP.distance must be one of \['mse', 'ssim'\], got 'l2'"),
+        (lambda: make_base("adp"), r"base must be one of \['diffpure', 'gns', 'gdmp'\] or a DiffPure"),
     ],
 )
-def test_base_parameter_errors(model, kwargs, match):
+def test_base_parameter_errors(make, match):
     with pytest.raises(ValueError, match=match):
-        SSNIPreprocessor(model, device_type="cpu", t_star=10, **kwargs)
-    base = kwargs.pop("base", "diffpure")
-    with pytest.raises(ValueError, match=match):
-        check_base_params(base, num_timesteps=1000, **kwargs)
+        make()
 
 
-def test_base_parameters_accept_numpy_and_lists(model):
-    pre = SSNIPreprocessor(
-        model,
-        device_type="cpu",
-        t_star=10,
-        base="gns",
-        gns_stages=[np.int64(3), 5],
-        gdmp_iterations=np.int32(2),
-        gdmp_scale=np.float32(10.0),
-    )
-    assert pre.base == "gns" and list(pre.gns_stages) == [3, 5]
+def test_stage_above_the_schedule_is_refused_by_the_defence(model):
+    with pytest.raises(ValueError, match=r"GNS.stages must be .* in \[1, 999\], got \(30, 1000\)"):
+        SSNIPreprocessor(model, device_type="cpu", t_star=10, base=GNS(stages=(30, 1000)))
+    pre = SSNIPreprocessor(model, device_type="cpu", t_star=10, base="gns")
+    with pytest.raises(ValueError, match=r"GNS.stages"):
+        pre.set_params(base=GNS(stages=(1000,)))
+    assert pre.base == GNS()  # the old base is kept
+
+
+def test_base_parameters_accept_numpy_and_lists_and_names(model):
+    pre = SSNIPreprocessor(model, device_type="cpu", t_star=10, base=GNS(stages=[np.int64(3), 5]))
+    assert pre.base == GNS(stages=(3, 5)) and type(pre.base.stages[0]) is int
+    gdmp_base = GDMP(iterations=np.int32(2), scale=np.float32(10.0))
+    assert gdmp_base == GDMP(iterations=2, scale=10.0) and type(gdmp_base.scale) is float
+    for name, cls in BASES.items():
+        assert SSNIPreprocessor(model, device_type="cpu", t_star=10, base=name).base == cls()
+        assert make_base(base_to_dict(OBJECTS[name])) == OBJECTS[name]
+    assert GDMP_T_STAR == 36 and GDMP().scale == 60000.0 and GDMP().iterations == 4 and GNS().stages == GNS_STAGES
+    assert DiffPure.single_stage and not GNS.single_stage and not GDMP.single_stage
 
 
 def test_gns_levels_rejects_bad_t_star():
@@ -276,10 +267,7 @@ def test_preprocessor_bases_range_nfe_and_seed(model, images, base):
         device_type="cpu",
         reweight="constant",
         t_star=4,
-        base=base,
-        gns_stages=(2, 4),
-        gdmp_iterations=2,
-        gdmp_scale=100.0,
+        base=GNS(stages=(2, 4)) if base == "gns" else GDMP(iterations=2, scale=100.0),
         seed=0,
     )
     pre = SSNIPreprocessor(model, **kwargs)
@@ -300,10 +288,7 @@ def test_art_loss_gradient_through_bases(model, images, base, gradient):
         device_type="cpu",
         reweight="constant",
         t_star=3,
-        base=base,
-        gns_stages=(2, 3),
-        gdmp_iterations=2,
-        gdmp_scale=100.0,
+        base=GNS(stages=(2, 3)) if base == "gns" else GDMP(iterations=2, scale=100.0),
         gradient=gradient,
         surrogate_steps=2,
         seed=0,

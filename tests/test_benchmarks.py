@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ lives at the repository root, outside the installed package
     sys.path.insert(0, str(ROOT))
 
-from art_ssni import purify  # noqa: E402
-from art_ssni.diffusion import num_steps  # noqa: E402
+from art_ssni.diffusion import num_steps, purify  # noqa: E402
 from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.common import resolve_device, time_interleaved  # noqa: E402
 from benchmarks.engine import BenchConfig, purify_padded, purify_per_sample, skewed_levels  # noqa: E402

@@ -55,7 +55,7 @@ def test_evaluate_on_gns_base(tmp_path):
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert [d["defence"] for d in results["defences"]] == ["gns", "gns+ssni-n"]
-    assert results["defences"][1]["settings"]["base"] == "gns"
+    assert results["defences"][1]["settings"]["base"] == {"name": "gns", "stages": [30, 30, 30, 30, 50, 50, 125, 125]}
 
 
 @pytest.mark.slow

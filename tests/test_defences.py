@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from art_ssni import SSNIPreprocessor, defences
+from art_ssni import GDMP, GNS, DiffPure, SSNIPreprocessor, defences
 
 
 def test_builtin_names_build_the_right_preprocessor(model, reference):
@@ -23,10 +23,40 @@ def test_base_presets(model, reference):
     expected = {"gns", "gns+ssni-n", "gns+ssni-l", "gdmp", "gdmp+ssni-n", "gdmp+ssni-l"}
     assert expected <= set(defences.available())
     gns = defences.make("gns+ssni-l", model, reference=reference, device_type="cpu")
-    assert gns.base == "gns" and gns.reweight == "linear"
+    assert gns.base == GNS() and gns.reweight == "linear"
     gdmp = defences.make("gdmp", model, reference=reference, device_type="cpu")
-    assert gdmp.base == "gdmp" and gdmp.reweight == "constant" and gdmp.t_star == 36 and gdmp.reference is None
+    assert gdmp.base == GDMP() and gdmp.reweight == "constant" and gdmp.t_star == 36 and gdmp.reference is None
     assert defences.make("gdmp+ssni-n", model, reference=reference, device_type="cpu", t_star=20).t_star == 20
+
+
+def test_spec_tells_base_reweight_and_reference_need():
+    for name in defences.available():
+        if name in defences._BUILTIN:
+            spec = defences.spec(name)
+            assert spec.needs_reference == (spec.reweight != "constant")
+            assert spec.needs_reference == name.startswith("ssni") or "+ssni" in name
+    assert defences.spec("diffpure").base == DiffPure() and not defences.spec("diffpure").needs_reference
+    assert defences.spec("gns+ssni-n").base == GNS() and defences.spec("gns+ssni-n").reweight == "sigmoid"
+    assert defences.spec("gdmp").base.single_stage is False and defences.spec("gdmp").t_star == 36
+    assert defences.spec("ssni-l").base.single_stage is True
+    with pytest.raises(ValueError, match=r"defence must be one of .*got 'nope'"):
+        defences.spec("nope")
+
+
+def test_spec_of_registered_names(model):
+    def factory(m, *, reference=None, **kw):
+        return SSNIPreprocessor(m, reweight="constant", t_star=3, device_type="cpu")
+
+    defences.register("test-spec", factory)
+    try:
+        with pytest.raises(ValueError, match="registered without a spec"):
+            defences.spec("test-spec")
+        declared = defences.DefenceSpec(GNS(stages=(3,)), "constant", 3)
+        defences.register("test-spec", factory, overwrite=True, spec=declared)
+        assert defences.spec("test-spec") is declared
+    finally:
+        defences._REGISTERED.pop("test-spec", None)
+        defences._REGISTERED_SPECS.pop("test-spec", None)
 
 
 def test_diffpure_ignores_reference(model, reference):

@@ -337,12 +337,17 @@ def _failing_write(self, data, *args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+def _failing_fsync(fd):
+    """The flush of an atomic JSON writer (art_ssni._common.write_json_atomic) dies: ENOSPC after a partial write."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_reference_to_json_is_atomic(tmp_path):
     done = attempt("fault", "ReferenceStats.to_json interrupted mid-write (ENOSPC)")
     path = tmp_path / "reference.json"
     old = ReferenceStats(mean=1.0, std=1.0, min=0.0, max=2.0, count=3)
     old.to_json(path)
-    with mock.patch.object(Path, "write_text", _failing_write), pytest.raises(OSError):
+    with mock.patch("os.fsync", _failing_fsync), pytest.raises(OSError):
         ReferenceStats(mean=5.0, std=1.0, min=0.0, max=9.0, count=7).to_json(path)
     assert ReferenceStats.from_json(path) == old  # the previous file survives intact
     done("previous file intact")
@@ -354,7 +359,7 @@ def test_preprocessor_config_write_is_atomic(tmp_path, model, reference):
     pre.save_pretrained(tmp_path, save_model=False)
     before = (tmp_path / CONFIG).read_text()
     pre.t_star = 4
-    with mock.patch.object(Path, "write_text", _failing_write), pytest.raises(OSError):
+    with mock.patch("os.fsync", _failing_fsync), pytest.raises(OSError):
         pre.save_pretrained(tmp_path, save_model=False)
     assert (tmp_path / CONFIG).read_text() == before
     assert SSNIPreprocessor.from_pretrained(tmp_path, model=model).t_star == 3

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from art_ssni import DiffusionModel, SSNIPreprocessor, purify
+from art_ssni import DiffusionModel, SSNIPreprocessor
+from art_ssni.diffusion import purify
 from conftest import make_tiny_unet
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from _reliability import record
 
-from art_ssni import DiffusionModel, SSNIPreprocessor
+from art_ssni import GDMP, GNS, DiffusionModel, SSNIPreprocessor
 
 
 @contextlib.contextmanager
@@ -91,7 +91,7 @@ def test_gradient_with_eot_is_bounded(model, hundred, gradient):
 
 @pytest.mark.parametrize("base", ["gns", "gdmp"])
 def test_base_methods_are_bounded(model, hundred, base):
-    kwargs = dict(base=base, gns_stages=(2, 3)) if base == "gns" else dict(base=base, gdmp_iterations=2)
+    kwargs = dict(base=GNS(stages=(2, 3)) if base == "gns" else GDMP(iterations=2))
     pre = _pre(model, hundred[:40], reweight="constant", **kwargs)
     with unet_rows(model) as rows:
         out, _ = pre(hundred[:40])

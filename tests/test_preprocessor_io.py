@@ -105,6 +105,19 @@ def test_layout_and_verbose_params_validated(model):
         make(model, verbose="loud")
 
 
-def test_verbose_shows_progress(model, images, capsys):
+def test_verbose_progress_bar_only_on_a_terminal(model, images, capsys, monkeypatch):
+    """verbose=True: tqdm with disable=None (a bar on a terminal, no \r frames in logs); verbose=False: no bar."""
+    import art_ssni.preprocessor as module
+
+    seen = []
+    real_tqdm = module.tqdm
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("disable"))
+        return real_tqdm(*args, **kwargs)
+
+    monkeypatch.setattr(module, "tqdm", spy)
     make(model, reweight="constant", verbose=True, batch_size=2)(images)
-    assert "SSNI purification" in capsys.readouterr().err
+    make(model, reweight="constant", verbose=False, batch_size=2)(images)
+    assert seen == [None, True]
+    assert "SSNI purification" not in capsys.readouterr().err  # captured output is not a terminal

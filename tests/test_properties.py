@@ -26,18 +26,9 @@ from _reliability import PROFILE, expect_clean_error, no_hang, record
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from art_ssni import (
-    REWEIGHTS,
-    DiffusionModel,
-    ReferenceStats,
-    SSNIPreprocessor,
-    cli,
-    purify,
-    score_norms,
-    select_timesteps,
-)
-from art_ssni.diffusion.sampling import num_steps
-from art_ssni.ssni import constant, linear, sigmoid
+from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, cli
+from art_ssni.diffusion.sampling import num_steps, purify
+from art_ssni.ssni import REWEIGHTS, constant, linear, score_norms, select_timesteps, sigmoid
 
 N = 1000  # schedule length of the tiny model (DDPM linear schedule)
 CLIPS = [(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (-3.5, 2.0)]

@@ -11,6 +11,7 @@ from art_ssni.attacks import BPDAEOT, PGDEOT, ScoreAwarePGD, registry
 from art_ssni.attacks.registry import ATTACKS, AttackEntry, AttackSettings, applicable, build
 from art_ssni.attacks.requirements import Requires, meets
 from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.ssni.bases import GNS
 
 
 def classifier(pre):
@@ -37,7 +38,7 @@ def test_what_each_defence_offers(model, images):
     assert meets(classifier(None)) == frozenset()
     assert meets(classifier(purifier(model, images, reweight="constant"))) == {Requires.PURIFIER, Requires.SINGLE_STAGE}
     assert meets(classifier(purifier(model, images))) == set(Requires)
-    gns = classifier(purifier(model, images, base="gns", gns_stages=(3, 2)))
+    gns = classifier(purifier(model, images, base=GNS(stages=(3, 2))))
     assert meets(gns) == {Requires.PURIFIER, Requires.SELECTOR}
 
 
@@ -45,7 +46,7 @@ def test_applicable_skips_with_the_reason(model, images):
     names = list(ATTACKS)
     run, skipped = applicable(names, meets(classifier(None)))
     assert run == ["rand-aa", "pgd-eot"] and set(skipped) == {"bpda-eot", "score-aware", "score-aware-st"}
-    gns = classifier(purifier(model, images, base="gns", gns_stages=(3, 2)))
+    gns = classifier(purifier(model, images, base=GNS(stages=(3, 2))))
     run, skipped = applicable(names, meets(gns))
     assert list(skipped) == ["score-aware-st"] and "single-stage" in skipped["score-aware-st"]
     with pytest.raises(ValueError, match=r"attacks must be among .*got \['fgsm'\]"):

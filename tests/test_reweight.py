@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from art_ssni import REWEIGHTS, ReferenceStats, select_timesteps
-from art_ssni.ssni import constant, linear, sigmoid
+from art_ssni.ssni import REWEIGHTS, ReferenceStats, constant, linear, select_timesteps, sigmoid
 
 REF = ReferenceStats(mean=10.0, std=2.0, min=6.0, max=14.0, count=100)
 

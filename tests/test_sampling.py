@@ -6,8 +6,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from art_ssni import purify
-from art_ssni.diffusion import level_schedule, num_steps, reverse_step
+from art_ssni.diffusion import level_schedule, num_steps, purify, reverse_step
 
 
 def test_level_schedule_ddpm_and_ddim():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from art_ssni import score_norms
+from art_ssni.ssni import score_norms
 
 
 def test_matches_per_timestep_definition(model):

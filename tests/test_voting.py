@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from art_ssni import SSNIPreprocessor
+from art_ssni import GNS, SSNIPreprocessor
 from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.voting import majority_vote_predict
 
@@ -93,8 +93,7 @@ def test_vote_with_art_classifier_and_purifier(model, images):
         device_type="cpu",
         reweight="constant",
         t_star=200,
-        base="gns",
-        gns_stages=(100, 200),
+        base=GNS(stages=(100, 200)),
         sampler="ddim",
         steps=2,
         seed=0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -10,53 +9,17 @@ import torch
 import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 
-from art_ssni._common import is_real as _is_number
+from art_ssni._common import is_finite_real
 from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.pgd_eot import PGDEOT
 from art_ssni.attacks.requirements import Requires
-from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.diffusion.sampling import purify
+from art_ssni.diffusion.sampling import straight_through_noise
 from art_ssni.preprocessor import SSNIPreprocessor
-from art_ssni.ssni.reweight import resolve_tau, select_timesteps
-from art_ssni.ssni.score import score_norms
+from art_ssni.ssni.reweight import resolve_tau
 
-__all__ = ["LAMBDA_SCHEDULES", "ScoreAwarePGD", "straight_through_noise"]
+__all__ = ["LAMBDA_SCHEDULES", "ScoreAwarePGD", "straight_through_noise"]  # straight_through_noise: re-export
 
 LAMBDA_SCHEDULES = ("constant", "linear")
-
-
-def straight_through_noise(
-    model: DiffusionModel, x: torch.Tensor, noise: torch.Tensor, t_cont: torch.Tensor, t_int: torch.Tensor
-) -> torch.Tensor:
-    """Forward noise that makes ``purify``'s noised input differentiable in a straight-through level.
-
-    ``purify`` noises ``x`` to the integer level ``t_int``: ``x_t = a(t) x + s(t) z`` with ``a = sqrt(ᾱ)``,
-    ``s = sqrt(1 - ᾱ)``. Passing ``z' = z + c / s(t_int)`` with
-    (1) ``c = (a'(t) x + s'(t) z) · (t_cont - stopgrad(t_cont))``
-    leaves every value unchanged (``c = 0``) while ``∂x_t/∂t_cont = a'(t) x + s'(t) z``, where ``a'``, ``s'`` are
-    the central differences of the level table at ``t_int`` (one-sided at the ends). Rows with ``t_int = 0`` (no
-    noise, no reverse steps) get no gradient through ``t``. Only the forward noise scale depends on ``t`` here:
-    the reverse trajectory's grid of levels is not differentiated.
-
-    :param model: the diffusion model (for its ``alphas_cumprod``).
-    :param x: ``(R, C, H, W)`` model-space inputs of ``purify`` (only their value is used in ``c``).
-    :param noise: ``(R, C, H, W)`` standard Gaussian forward noise.
-    :param t_cont: ``(R,)`` float levels with gradient whose *value* equals ``t_int`` (a straight-through rounding).
-    :param t_int: ``(R,)`` integer levels in ``[0, N]``.
-    :return: ``(R, C, H, W)`` noise equal in value to ``noise``.
-    """
-    n = model.num_timesteps
-    table = torch.cat([model.alphas_cumprod.new_ones(1), model.alphas_cumprod]).to(x.dtype)
-    a, s = table.sqrt(), (1.0 - table).clamp(min=0.0).sqrt()
-    t_int = t_int.long()
-    lo, hi = (t_int - 1).clamp(min=0), (t_int + 1).clamp(max=n)
-    span = (hi - lo).clamp(min=1).to(x.dtype)
-    da, ds = (a[hi] - a[lo]) / span, (s[hi] - s[lo]) / span
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    dt = (t_cont - t_cont.detach()).to(x.dtype)
-    c = (da * dt).view(shape) * x.detach() + (ds * dt).view(shape) * noise
-    den = s[t_int].view(shape)
-    return noise + torch.where(den > 0, c / den.clamp(min=1e-12), torch.zeros_like(c))
 
 
 class ScoreAwarePGD(PGDEOT):
@@ -88,8 +51,10 @@ class ScoreAwarePGD(PGDEOT):
       (:func:`straight_through_noise`); then the classifier. Supports the DiffPure-style single-stage purifier
       (the preprocessor's default base) only.
 
-    Randomness of the score noise (and, with ``straight_through=True``, of the purification) comes from the
-    attack's own generator seeded by ``seed``. The loop, selection and projection are those of :class:`PGDEOT`.
+    The score is the defence's own (:meth:`~art_ssni.ssni.SSNIPurifier.score_norms`: its fixed noise bank, or with
+    ``score_noise="random"`` fresh draws from its score stream); with ``straight_through=True`` the purification
+    (:class:`~art_ssni.ssni.SSNIPurifier` with straight-through levels) draws from the attack's own generator seeded
+    by ``seed``. The loop, selection and projection are those of :class:`PGDEOT`.
 
     Shape:
         - x: ``(N, C, H, W)`` in ``clip_values``; y: ``(N,)`` or one-hot ``(N, nb_classes)``.
@@ -130,7 +95,7 @@ class ScoreAwarePGD(PGDEOT):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if not _is_number(self.lam) or not math.isfinite(self.lam) or self.lam < 0:
+        if not is_finite_real(self.lam) or self.lam < 0:
             raise ValueError(f"lam must be a finite number >= 0, got {self.lam!r}.")
         if self.lam_schedule not in LAMBDA_SCHEDULES:
             raise ValueError(f"lam_schedule must be one of {list(LAMBDA_SCHEDULES)}, got {self.lam_schedule!r}.")
@@ -139,7 +104,7 @@ class ScoreAwarePGD(PGDEOT):
         pre = find_preprocessor(self.estimator)
         if self.estimator.preprocessing_operations[0] is not pre:
             raise ValueError("estimator: the SSNIPreprocessor must be the first preprocessing operation.")
-        if self.straight_through and getattr(pre, "base", "diffpure") != "diffpure":
+        if self.straight_through and not pre.purifier.base.single_stage:
             raise ValueError(
                 f"straight_through=True supports the single-stage (diffpure) purifier only, got base={pre.base!r}."
             )
@@ -166,18 +131,6 @@ class ScoreAwarePGD(PGDEOT):
             return float(self.lam) * (1.0 - iteration / max(int(self.max_iter), 1))
         return float(self.lam)
 
-    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._pre.clip_values
-        return self._pre.model.to_model_space((x - lo) / (hi - lo))
-
-    def _norms(self, xm: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` differentiable score norms with fresh noise from the attack's generator."""
-        pre = self._pre
-        noise = torch.randn(
-            (int(pre.score_steps), *xm.shape[1:]), generator=self._generator, device=xm.device, dtype=xm.dtype
-        )
-        return score_norms(pre.model, xm, score_steps=int(pre.score_steps), noise=noise)
-
     def _z(self, norms: torch.Tensor) -> torch.Tensor:
         """Pre-activation of the reweighting, eq. (2) of the class docstring."""
         pre = self._pre
@@ -198,14 +151,16 @@ class ScoreAwarePGD(PGDEOT):
         if lam == 0.0 or pre.reweight == "constant":
             return grad
         xin = torch.tensor(x, device=pre.device, requires_grad=True)
-        z_sum = sum(self._z(self._norms(self._to_model(xin))).sum() for _ in range(self.eot_iter))
-        (g_score,) = torch.autograd.grad(z_sum / (self.eot_iter * x.shape[0]), xin)
+        xm = pre.to_model_space(xin)
+        # the fixed score bank gives every EOT draw the same norms: one draw is their mean
+        draws = int(self.eot_iter) if pre.purifier.score_noise == "random" else 1
+        z_sum = sum(self._z(pre.purifier.score_norms(xm)).sum() for _ in range(draws))
+        (g_score,) = torch.autograd.grad(z_sum / (draws * x.shape[0]), xin)
         return grad - lam * g_score.detach().cpu().numpy()
 
     def _gradient_straight_through(self, x: np.ndarray, y_one_hot: np.ndarray, iteration: int) -> np.ndarray:
         pre, est = self._pre, self.estimator
-        model = pre.model
-        lo, hi = (float(v) for v in pre.clip_values)
+        purifier = pre.purifier
         lam = self.lam_at(iteration)
         b = x.shape[0]
         labels = torch.as_tensor(np.argmax(y_one_hot, axis=1), device=est.device)
@@ -215,39 +170,17 @@ class ScoreAwarePGD(PGDEOT):
             m = max(1, min(left, int(pre.batch_size) // b))
             left -= m
             xin = torch.tensor(x, device=pre.device, requires_grad=True)
-            xm = self._to_model(xin)
-            if pre.reweight == "constant":
-                norms = None
-                t_int = torch.full((b * m,), int(pre.t_star), dtype=torch.long, device=pre.device)
-            else:
-                norms = torch.stack([self._norms(xm) for _ in range(m)], dim=1).reshape(b * m)  # sample-major
-                t_cont = select_timesteps(
-                    norms,
-                    pre.reference,
-                    reweight=pre.reweight,
-                    t_star=int(pre.t_star),
-                    bias=float(pre.bias),
-                    tau=pre.tau,
-                    num_timesteps=model.num_timesteps,
-                    straight_through=True,
-                )
-                t_int = t_cont.detach().round().long()
-            xr = xm.repeat_interleave(m, dim=0)
-            noise = torch.randn(xr.shape, generator=self._generator, device=xr.device, dtype=xr.dtype)
-            if norms is not None:
-                noise = straight_through_noise(model, xr, noise, t_cont, t_int)
-            out = purify(
-                model,
-                xr,
-                t_int,
-                sampler=pre.sampler,
-                steps=pre.steps,
-                eta=float(pre.eta),
-                generator=self._generator,
-                noise=noise,
-                checkpoint=bool(pre.checkpoint),
-            )
-            xp = (lo + (hi - lo) * model.to_pixel_space(out)).clamp(lo, hi)
+            xm = pre.to_model_space(xin)
+            xr = xm.repeat_interleave(m, dim=0)  # sample-major EOT copies
+            # (1) score with gradient: every copy its own draw with random score noise, the fixed bank's otherwise
+            norms = None
+            if purifier.selects_per_sample:
+                random = purifier.score_noise == "random"
+                norms = purifier.score_norms(xr) if random else purifier.score_norms(xm).repeat_interleave(m)
+            # (2) straight-through levels, (3)-(4) purification differentiable in x and, through the noise, in t
+            t = purifier.levels(xr) if norms is None else purifier.levels_from_norms(norms, straight_through=True)
+            out = purifier(xr, t, generator=self._generator)
+            xp = pre.from_model_space(out)
             for op in est.preprocessing_operations[1:]:
                 xp, _ = op.forward(xp, None)
             logits = est.model(xp.to(est.device))

@@ -23,7 +23,18 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from art_ssni.diffusion.model import DiffusionModel
 
-__all__ = ["SAMPLERS", "StepFunction", "level_schedule", "num_steps", "purify", "reverse_loop", "reverse_step"]
+__all__ = [
+    "SAMPLERS",
+    "check_model_input",
+    "unet_eps",
+    "StepFunction",
+    "level_schedule",
+    "num_steps",
+    "purify",
+    "reverse_loop",
+    "reverse_step",
+    "straight_through_noise",
+]
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -38,6 +49,21 @@ def _check_sampler(sampler: str, steps: int | None, eta: float) -> None:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be a float in [0, 1], got {eta!r}.")
+
+
+def unet_eps(model: DiffusionModel, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """``ε_θ(x, timestep)`` with the UNet in its own dtype and the result in ``x``'s: a float16 / bfloat16 UNet runs
+    under float32 arithmetic (``1 - ᾱ`` at small levels, e.g. ``1e-4``, rounds to 0 in bfloat16)."""
+    return model.eps(x.to(model.dtype), timestep).to(x.dtype)
+
+
+def check_model_input(model: DiffusionModel, x: Any, name: str = "x") -> None:
+    """:meth:`DiffusionModel.check_input`, any floating dtype accepted for the arithmetic (see :func:`unet_eps`)."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != model.dtype:
+        if torch.finfo(x.dtype).bits < torch.finfo(model.dtype).bits:
+            raise TypeError(f"{name} must be at least as precise as the model's dtype {model.dtype}, got {x.dtype}.")
+        x = x.detach().to(model.dtype)
+    model.check_input(x, name)
 
 
 def num_steps(t: torch.Tensor, *, sampler: str = "ddpm", steps: int | None = None) -> torch.Tensor:
@@ -91,7 +117,7 @@ def reverse_step(
     shape = (-1,) + (1,) * (x.dim() - 1)
     abar_a = model.abar(level_from).to(x.dtype).view(shape)
     abar_b = model.abar(level_to).to(x.dtype).view(shape)
-    eps = model.eps(x, level_from - 1)
+    eps = unet_eps(model, x, level_from - 1)
     x0 = (x - (1.0 - abar_a).sqrt() * eps) / abar_a.sqrt()
     if clip_denoised:
         x0 = x0.clamp(-1.0, 1.0)
@@ -124,7 +150,8 @@ def purify(
 
     :param model: the :class:`DiffusionModel`.
     :param x: ``(B, C, H, W)`` clean (or attacked) images in **model space** ``[-1, 1]``, on ``model.device``, of
-        ``model.dtype``, finite (checked by :meth:`DiffusionModel.check_input`: ``TypeError`` / ``ValueError``).
+        a floating dtype (the maths runs in it, the UNet in ``model.dtype``: :func:`unet_eps`), finite (checked by
+        :func:`check_model_input`: ``TypeError`` / ``ValueError``).
     :param t: ``(B,)`` integer starting levels in ``[0, N]``; a sample with ``t_i = 0`` is returned unchanged.
     :param sampler: ``"ddpm"`` (ancestral, ``t_i`` steps; ``eta`` is ignored) or ``"ddim"`` (``min(steps, t_i)``
         strided steps with the given ``eta``).
@@ -139,7 +166,7 @@ def purify(
         Differentiable with respect to ``x`` (levels are not differentiated). Costs ``Σ_i steps_i`` UNet rows.
     """
     _check_sampler(sampler, steps, eta)
-    model.check_input(x, "x")
+    check_model_input(model, x, "x")
     if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
         raise ValueError(f"t must be a ({x.shape[0]},) integer tensor, got {getattr(t, 'shape', type(t))}.")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
@@ -214,3 +241,37 @@ def reverse_loop(
             new = step(rows, x_rows, a, b, step_eta, z, *extras)
         xt = xt.index_copy(0, rows, new)  # out of place: keeps the graph intact
     return xt
+
+
+def straight_through_noise(
+    model: DiffusionModel, x: torch.Tensor, noise: torch.Tensor, t_cont: torch.Tensor, t_int: torch.Tensor
+) -> torch.Tensor:
+    """Forward noise that makes ``purify``'s noised input differentiable in a straight-through level.
+
+    ``purify`` noises ``x`` to the integer level ``t_int``: ``x_t = a(t) x + s(t) z`` with ``a = sqrt(ᾱ)``,
+    ``s = sqrt(1 - ᾱ)``. Passing ``z' = z + c / s(t_int)`` with
+    (1) ``c = (a'(t) x + s'(t) z) · (t_cont - stopgrad(t_cont))``
+    leaves every value unchanged (``c = 0``) while ``∂x_t/∂t_cont = a'(t) x + s'(t) z``, where ``a'``, ``s'`` are
+    the central differences of the level table at ``t_int`` (one-sided at the ends). Rows with ``t_int = 0`` (no
+    noise, no reverse steps) get no gradient through ``t``. Only the forward noise scale depends on ``t`` here:
+    the reverse trajectory's grid of levels is not differentiated.
+
+    :param model: the diffusion model (for its ``alphas_cumprod``).
+    :param x: ``(R, C, H, W)`` model-space inputs of ``purify`` (only their value is used in ``c``).
+    :param noise: ``(R, C, H, W)`` standard Gaussian forward noise.
+    :param t_cont: ``(R,)`` float levels with gradient whose *value* equals ``t_int`` (a straight-through rounding).
+    :param t_int: ``(R,)`` integer levels in ``[0, N]``.
+    :return: ``(R, C, H, W)`` noise equal in value to ``noise``.
+    """
+    n = model.num_timesteps
+    table = torch.cat([model.alphas_cumprod.new_ones(1), model.alphas_cumprod]).to(x.dtype)
+    a, s = table.sqrt(), (1.0 - table).clamp(min=0.0).sqrt()
+    t_int = t_int.long()
+    lo, hi = (t_int - 1).clamp(min=0), (t_int + 1).clamp(max=n)
+    span = (hi - lo).clamp(min=1).to(x.dtype)
+    da, ds = (a[hi] - a[lo]) / span, (s[hi] - s[lo]) / span
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    dt = (t_cont - t_cont.detach()).to(x.dtype)
+    c = (da * dt).view(shape) * x.detach() + (ds * dt).view(shape) * noise
+    den = s[t_int].view(shape)
+    return noise + torch.where(den > 0, c / den.clamp(min=1e-12), torch.zeros_like(c))

@@ -142,7 +142,7 @@ def compare_defences(
         result = robust_accuracy(clf, x, y, chosen, votes=votes, redraws=redraws, resubmit=resubmit, seed=seed)
         row = DefenceEvaluation(
             defence=name,
-            settings={} if pre is None else {p: _plain(getattr(pre, p)) for p in pre.params if p != "model"},
+            settings={} if pre is None else pre.to_config(),
             attacks=list(chosen),
             skipped=skipped,
             result=result.to_dict(),
@@ -158,11 +158,3 @@ def compare_defences(
             row.norms_adversarial = pre.score_norms(worst).tolist()
         rows.append(row)
     return rows
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, ReferenceStats):
-        return value.to_dict()
-    if isinstance(value, tuple):
-        return list(value)
-    return value

@@ -6,6 +6,7 @@ The command line only parses its options, calls :func:`evaluate`, prints the tab
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.compare import compare_defences
 from art_ssni.evaluation.records import array_fingerprint, module_fingerprint, run_record
 from art_ssni.preprocessor import SSNIPreprocessor
+from art_ssni.ssni.bases import GDMP, gdmp_scale_for
 from art_ssni.ssni.reference import ReferenceStats
 
 __all__ = ["DEFAULTS", "evaluate", "with_base"]
@@ -48,9 +50,17 @@ def with_base(name: str, base: str) -> str:
     return base if name == "diffpure" else f"{base}+{name}"
 
 
-def _preset(name: str, diffusion: DiffusionModel) -> SSNIPreprocessor:
-    """The registered defence with its own settings only (cheap: nothing runs), to read its t* and its needs."""
-    return defence_registry.make(name, diffusion, reference=None, device_type="cpu")
+def _defence_settings(name: str, x_shape: tuple[int, ...], zoo_t_star: int, t_star: int | None) -> dict[str, Any]:
+    """``t_star`` (and GDMP's image-size-adjusted guidance scale) of the registered defence ``name``.
+
+    The preset's own ``t*`` (:func:`art_ssni.defences.spec`; GDMP: 36) wins over the zoo's unless ``t_star`` is
+    given; GDMP's guidance scale keeps CIFAR-10's per-pixel strength on this image size (``gdmp_scale_for``).
+    """
+    spec = defence_registry.spec(name)
+    out: dict[str, Any] = {"t_star": int(t_star) if t_star is not None else (spec.t_star or zoo_t_star)}
+    if isinstance(spec.base, GDMP):
+        out["base"] = dataclasses.replace(spec.base, scale=gdmp_scale_for(x_shape))
+    return out
 
 
 def evaluate(
@@ -139,14 +149,12 @@ def evaluate(
         raise ValueError(f"x and y: {len(x)} images but {len(y)} labels.")
     if reference is None and not own_models:
         reference = models.reference  # the zoo's statistics belong to the zoo's model and data only
-    presets = {d: _preset(d, diffusion) for d in names if d != "none"}
-    if reference is None and any(not p.is_fitted for p in presets.values()):
+    specs = {d: defence_registry.spec(d) for d in names if d != "none"}
+    if reference is None and any(spec.needs_reference for spec in specs.values()):
         if x_train is None:
             raise ValueError("reference: an SSNI defence needs reference statistics: pass reference= or x_train=.")
         reference = SSNIPreprocessor(diffusion, seed=seed, device_type=art_device_type(device)).fit(x_train).reference
-    default_t = SSNIPreprocessor(diffusion).t_star  # a preset that sets its own t* (GDMP: 36) keeps it
-    zoo_t = int(t_star) if t_star is not None else int(models.t_star)
-    t_stars = {d: (zoo_t if t_star is not None or p.t_star == default_t else int(p.t_star)) for d, p in presets.items()}
+    own = {d: _defence_settings(d, tuple(x.shape[1:]), int(models.t_star), t_star) for d in specs}
     eps = float(eps) if eps is not None else float(models.eps)
     settings = AttackSettings(
         eps=eps,
@@ -172,7 +180,7 @@ def evaluate(
     start = time.perf_counter()
     rows = []
     for name in names:
-        kwargs = dict(defence_kwargs, t_star=t_stars[name]) if name != "none" else defence_kwargs
+        kwargs = {**defence_kwargs, **own.get(name, {})}
         rows += compare_defences(
             classifier,
             diffusion,
@@ -206,7 +214,7 @@ def evaluate(
             "defences": names,
             "attacks": list(attacks),
             "attack": attack_record,
-            "defence": {**defence_kwargs, "t_star": t_stars},
+            "defence": {**defence_kwargs, "t_star": {d: o["t_star"] for d, o in own.items()}},
             "protocols": {"redraws": int(redraws), "resubmit": int(resubmit), "votes": int(votes)},
             "reference": reference.to_dict() if reference else None,
         },

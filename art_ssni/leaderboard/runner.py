@@ -63,7 +63,7 @@ def _plain(value: Any) -> Any:
 def _purifier_settings(pre: SSNIPreprocessor | None) -> dict[str, Any] | None:
     if pre is None:
         return None
-    return {p: _plain(getattr(pre, p)) for p in pre.params if p not in ("model", "seed")}
+    return {p: _plain(v) for p, v in pre.to_config().items() if p != "seed"}
 
 
 def _check_inputs(x: Any, y: Any, nb_classes: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -1,16 +1,17 @@
-"""Layer 2: the SSNI method -- score norms, reference statistics and reweighting (pure torch)."""
+"""Layer 2: the SSNI method, pure torch -- score norms, reference statistics, reweighting, the bases
+(:mod:`art_ssni.ssni.bases`) and :class:`SSNIPurifier`, the whole pipeline as one module."""
 
-from art_ssni.ssni.reference import QUANTILES, ReferenceStats
-from art_ssni.ssni.reweight import REWEIGHTS, constant, linear, resolve_tau, select_timesteps, sigmoid
+from art_ssni.ssni.purifier import SSNIPurifier
+from art_ssni.ssni.reference import ReferenceStats
+from art_ssni.ssni.reweight import REWEIGHTS, constant, linear, select_timesteps, sigmoid
 from art_ssni.ssni.score import score_norms
 
 __all__ = [
-    "QUANTILES",
     "REWEIGHTS",
     "ReferenceStats",
+    "SSNIPurifier",
     "constant",
     "linear",
-    "resolve_tau",
     "score_norms",
     "select_timesteps",
     "sigmoid",
