@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "iterations": 10,
     "eot": 4,
     "select_draws": 8,
+    "select_every": 5,
     "votes": 9,
     "redraws": 5,
     "resubmit": 10,
@@ -83,6 +84,7 @@ def evaluate(
     iterations: int = DEFAULTS["iterations"],
     eot: int = DEFAULTS["eot"],
     select_draws: int = DEFAULTS["select_draws"],
+    select_every: int | None = DEFAULTS["select_every"],
     votes: int = DEFAULTS["votes"],
     redraws: int = DEFAULTS["redraws"],
     resubmit: int = DEFAULTS["resubmit"],
@@ -163,6 +165,7 @@ def evaluate(
         max_iter=int(iterations),
         eot=int(eot),
         select_draws=int(select_draws),
+        select_every=select_every,
         seed=int(seed),
         verbose=bool(verbose),
     )
