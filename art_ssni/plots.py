@@ -66,8 +66,10 @@ def timestep_distribution(
     series = [(name, np.asarray(t)) for name, t in levels.items() if len(t)]
     panels = max(1, len(series))
     fig, axes = plt.subplots(panels, 1, figsize=(6.0, 1.4 + 1.3 * panels), sharex=True, squeeze=False)
+    lo = min((int(t.min()) for _, t in series), default=0)
     hi = max((int(t.max()) for _, t in series), default=1)
-    bins = np.arange(0, hi + 2) - 0.5 if hi <= 60 else 30
+    # shared integer-centred bins, so the panels compare (at most 80 bins)
+    bins = np.arange(lo, hi + 2) - 0.5 if hi - lo <= 80 else np.linspace(lo - 0.5, hi + 0.5, 81)
     for ax, (name, t) in zip(axes[:, 0], series, strict=False):
         ax.hist(t, bins=bins, histtype="stepfilled", alpha=0.7)
         if t_star is not None:
@@ -117,6 +119,7 @@ def accuracy_bars(
 def evaluate_plots(results: Mapping[str, Any], out: str | os.PathLike[str]) -> list[Path]:
     """The figures of an ``art-ssni evaluate`` results dict: accuracy, score norms and noise levels (PNG files)."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     rows = results["defences"]
     attacks = sorted({a for r in rows for a in r["attacks"]})
     n = results["settings"]["n_images"]
