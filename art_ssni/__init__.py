@@ -1,7 +1,8 @@
 """art-ssni: Sample-Specific Noise Injection (ICML 2025) diffusion purification as an ART defence.
 
-The names users create and call. The attacks, :func:`robust_accuracy`, :func:`make_defence` and :mod:`zoo` are
-imported on first use (``import art_ssni`` stays light); everything else lives in its subpackage
+The names users create and call. Those that need ART (:class:`SSNIPreprocessor`, the attacks,
+:func:`make_defence`, :func:`robust_accuracy`) and :mod:`zoo` are imported on first use, so ``import art_ssni`` and
+the pure-torch layers never load ART; everything else lives in its subpackage
 (``art_ssni.diffusion``, ``art_ssni.ssni``, ``art_ssni.attacks``, ``art_ssni.evaluation`` ...).
 """
 
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from art_ssni._version import __version__
 from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.bases import GDMP, GNS, DiffPure
 from art_ssni.ssni.purifier import SSNIPurifier
 from art_ssni.ssni.reference import ReferenceStats
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from art_ssni.attacks import PGDEOT, ScoreAwarePGD
     from art_ssni.defences import make as make_defence
     from art_ssni.evaluation import robust_accuracy
+    from art_ssni.preprocessor import SSNIPreprocessor
 
 __all__ = [
     "GDMP",
@@ -41,6 +42,7 @@ __all__ = [
 
 #: lazily imported name -> (module, attribute or None for the module itself)
 _LAZY = {
+    "SSNIPreprocessor": ("art_ssni.preprocessor", "SSNIPreprocessor"),
     "PGDEOT": ("art_ssni.attacks", "PGDEOT"),
     "ScoreAwarePGD": ("art_ssni.attacks", "ScoreAwarePGD"),
     "make_defence": ("art_ssni.defences", "make"),

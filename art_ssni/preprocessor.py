@@ -8,10 +8,9 @@ flow and saves / loads the whole defence.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,31 +18,17 @@ from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from tqdm.auto import tqdm
 
 from art_ssni._common import is_finite_real, is_int, write_json_atomic
+from art_ssni._defence_files import CONFIG_NAME, MODEL_SUBFOLDER, read_config
+from art_ssni._inputs import as_tensor, check_images
 from art_ssni._version import __version__
 from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.ssni.bases import Base, base_to_dict, make_base
-from art_ssni.ssni.purifier import SSNIPurifier, derive_score_seed
+from art_ssni.ssni.bases import Base, base_to_dict
+from art_ssni.ssni.purifier import PurifierSetting, SSNIPurifier, derive_score_seed
 from art_ssni.ssni.reference import ReferenceStats
 
 __all__ = ["GRADIENT_MODES", "SSNIPreprocessor"]
 
 GRADIENT_MODES = ("exact", "surrogate", "bpda")
-_CONFIG_NAME = "ssni_config.json"
-_MODEL_SUBFOLDER = "diffusion"
-_V = TypeVar("_V")
-
-
-class _Setting(Generic[_V]):
-    """A parameter of the defence that lives on its purifier (one copy of each setting)."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, objtype: Any = None) -> _V:
-        return getattr(obj.purifier, self.name)
-
-    def __set__(self, obj: Any, value: _V) -> None:
-        setattr(obj.purifier, self.name, value)
 
 
 class SSNIPreprocessor(PreprocessorPyTorch):
@@ -67,7 +52,8 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     :param reweight, t_star, bias, tau, reference, score_steps, score_noise, base, sampler, steps, eta, checkpoint:
         the settings of :class:`~art_ssni.ssni.SSNIPurifier` (``base``: ``DiffPure()``, ``GNS(stages=...)``,
         ``GDMP(...)`` or ``"diffpure"`` / ``"gns"`` / ``"gdmp"``); they live on :attr:`purifier`.
-    :param score_seed: seed of the score noise; ``None`` derives it from ``seed`` (0 without a seed).
+    :param score_seed: seed of the score noise; ``None``: the reference's ``score_seed`` when it has one (the
+        bank it was fitted with), else derived from ``seed`` (0 without a seed).
     :param clip_values: ``(min, max)`` pixel range of the inputs, e.g. ``(0.0, 1.0)``.
     :param batch_size: at most this many rows per UNet call (scoring) and images per purification chunk.
     :param seed: seed of the purification stream (scoring never consumes it); ``None``: torch's global RNG.
@@ -85,21 +71,21 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     params = [*SSNIPurifier.SETTINGS, "clip_values", "seed", "gradient", "surrogate_steps", "eot_samples"]
     params += ["channels_first", "verbose"]
 
-    model = _Setting[DiffusionModel]()
-    reweight = _Setting[str]()
-    t_star = _Setting[int]()
-    bias = _Setting[float]()
-    tau = _Setting["float | None"]()
-    reference = _Setting["ReferenceStats | None"]()
-    score_steps = _Setting[int]()
-    score_noise = _Setting[str]()
-    score_seed = _Setting[int]()
-    base = _Setting[Base]()
-    sampler = _Setting[str]()
-    steps = _Setting["int | None"]()
-    eta = _Setting[float]()
-    checkpoint = _Setting[bool]()
-    batch_size = _Setting[int]()
+    model = PurifierSetting[DiffusionModel]()
+    reweight = PurifierSetting[str]()
+    t_star = PurifierSetting[int]()
+    bias = PurifierSetting[float]()
+    tau = PurifierSetting["float | None"]()
+    reference = PurifierSetting["ReferenceStats | None"]()
+    score_steps = PurifierSetting[int]()
+    score_noise = PurifierSetting[str]()
+    score_seed = PurifierSetting[int]()
+    base = PurifierSetting[Base]()
+    sampler = PurifierSetting[str]()
+    steps = PurifierSetting["int | None"]()
+    eta = PurifierSetting[float]()
+    checkpoint = PurifierSetting[bool]()
+    batch_size = PurifierSetting[int]()
 
     def __init__(
         self,
@@ -133,9 +119,12 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
         if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}.")
+        if score_seed is None:  # the bank the reference was fitted with, else one derived from the seed
+            ref_seed = getattr(reference, "score_seed", None)  # (a wrong type is refused by the purifier)
+            score_seed = derive_score_seed(seed) if ref_seed is None else ref_seed
         self.purifier = SSNIPurifier(
             model, reweight=reweight, t_star=t_star, bias=bias, tau=tau, reference=reference, score_steps=score_steps,
-            score_noise=score_noise, score_seed=derive_score_seed(seed) if score_seed is None else score_seed,
+            score_noise=score_noise, score_seed=score_seed,
             base=base, sampler=sampler, steps=steps, eta=eta, checkpoint=checkpoint, batch_size=batch_size,
         )  # fmt: skip
         self.clip_values, self.seed, self.gradient, self.surrogate_steps = clip_values, seed, gradient, surrogate_steps
@@ -205,59 +194,20 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         self._generator = None if self.seed is None else torch.Generator(device=self.device).manual_seed(self.seed)
 
     # ------------------------------------------------------------------ inputs and units
-    @staticmethod
-    def _as_tensor(x: Any, name: str = "x") -> torch.Tensor:
-        """A numpy array or tensor as a tensor (sharing memory: never modified), with a clear type error."""
-        if isinstance(x, np.ndarray):
-            if x.dtype == object:
-                raise TypeError(f"{name} must be a numeric array, got dtype object.")
-            if not x.dtype.isnative:  # big-endian data: torch.from_numpy refuses it
-                x = x.astype(x.dtype.newbyteorder("="))
-            try:
-                x = torch.from_numpy(np.ascontiguousarray(x))
-            except TypeError as err:  # dtypes torch has no counterpart for (float128, strings, ...)
-                raise TypeError(f"{name} must be a floating-point array (float16/32/64), got dtype {x.dtype}.") from err
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}.")
-        return x
-
     def _validate(self, x: Any, name: str = "x") -> torch.Tensor:
         """Check an input batch and return it as a float32 NCHW tensor (new when a cast or transpose is needed)."""
-        x = self._as_tensor(x, name)
-        if x.dtype == torch.bool or not x.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point array (float16/32/64), got {x.dtype}.")
-        if x.device.type == "meta":
-            raise ValueError(f"{name} must hold data, got a tensor on the meta device.")
-        layout = "(B, C, H, W)" if self.channels_first else "(B, H, W, C)"
-        if x.dim() != 4:
-            raise ValueError(f"{name} must have shape {layout}, got {tuple(x.shape)}.")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} must not be an empty batch, got shape {tuple(x.shape)}.")
-        c, s = self.model.in_channels, self.model.sample_size
-        if self.channels_first and x.shape[1] != c and x.shape[3] == c:
-            raise ValueError(
-                f"{name} has shape {tuple(x.shape)}, channels last (B, H, W, C); pass channels_first=False."
-            )
-        x = x if self.channels_first else x.permute(0, 3, 1, 2)
-        if x.shape[1] != c:
-            where = "dim 1, NCHW" if self.channels_first else "dim 3, NHWC"
-            raise ValueError(f"{name} must have {c} channels ({where}) for this UNet, got {x.shape[1]}.")
-        if tuple(x.shape[2:]) != (s, s):
-            raise ValueError(f"{name} must have spatial size {(s, s)} for this UNet, got {tuple(x.shape[2:])}.")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{name} must be finite, got NaN or inf.")
-        lo, hi = float(self.clip_values[0]), float(self.clip_values[1])
-        tol = 1e-6 * (hi - lo)
-        x_min, x_max = float(x.detach().min()), float(x.detach().max())
-        if x_min < lo - tol or x_max > hi + tol:
-            raise ValueError(f"{name} must lie in clip_values [{lo}, {hi}], got values in [{x_min}, {x_max}].")
-        return x.float()
+        m = self.model
+        return check_images(
+            x, name, channels=m.in_channels, size=m.sample_size, clip_values=self.clip_values,
+            channels_first=self.channels_first,
+        )  # fmt: skip
 
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs in ``clip_values`` -> model space ``[-1, 1]`` (model's device and dtype), differentiable."""
+        """Inputs in ``clip_values`` -> model space ``[-1, 1]`` on the model's device, differentiable; float32 (or
+        the model's dtype when more precise): a float16 / bfloat16 UNet gets its inputs cast at each call."""
         lo, hi = self.clip_values
         xm = self.model.to_model_space((x.to(self.device) - lo) / (hi - lo))
-        return xm.to(self.model.dtype)
+        return xm.to(torch.promote_types(self.model.dtype, torch.float32))
 
     def from_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space ``x`` -> float32 in ``clip_values`` (clamped), differentiable."""
@@ -323,7 +273,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     def __call__(self, x: Any, y: Any = None) -> tuple[np.ndarray, Any]:
         """Numpy path: purify without gradient and return a new float32 array (the input is never modified)."""
         with torch.no_grad():
-            out, y_out = self.forward(self._as_tensor(x), y)
+            out, y_out = self.forward(as_tensor(x), y)
         return out.cpu().numpy(), y_out
 
     # ------------------------------------------------------------------ saving and loading
@@ -350,11 +300,11 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             "apply_fit": self.apply_fit,
             "apply_predict": self.apply_predict,
             "reference": params.pop("reference"),
-            "diffusion": {"subfolder": _MODEL_SUBFOLDER} if save_model else None,
+            "diffusion": {"subfolder": MODEL_SUBFOLDER} if save_model else None,
         }
         if save_model:
-            self.model.save_pretrained(root / _MODEL_SUBFOLDER)
-        write_json_atomic(root / _CONFIG_NAME, config, indent=2)
+            self.model.save_pretrained(root / MODEL_SUBFOLDER)
+        write_json_atomic(root / CONFIG_NAME, config, indent=2)
 
     @classmethod
     def from_pretrained(
@@ -368,49 +318,15 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         :param overrides: parameters that replace the saved ones (e.g. ``device_type="cpu"``).
         """
         root = Path(path)
-        config_file = root / _CONFIG_NAME
-        if not config_file.is_file():
-            raise FileNotFoundError(f"path: {str(config_file)!r} does not exist.")
-        try:
-            config = json.loads(config_file.read_text())
-            params = dict(config["params"])
-            diffusion, reference = config.get("diffusion"), config.get("reference")
-            if diffusion is not None and not isinstance(diffusion.get("subfolder"), str):
-                raise TypeError(f"'diffusion' must be null or {{'subfolder': str}}, got {diffusion!r}")
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, AttributeError, KeyError, TypeError) as err:
-            raise ValueError(f"{str(config_file)!r} is not a valid SSNIPreprocessor config: {err}"[:2000]) from err
-        if config.get("class") != cls.__name__:
-            raise ValueError(f"{str(config_file)!r} describes a {config.get('class')!r}, not a {cls.__name__}.")
-        unknown = sorted(set(params) - set(cls.params))
-        if unknown:
-            raise ValueError(f"{str(config_file)!r} has unknown parameter(s) {unknown}.")
+        kwargs, folder = read_config(root, cls.__name__, cls.params)
         if model is None:
-            if not diffusion:
+            if folder is None:
                 raise ValueError(f"model: {str(root)!r} holds no diffusion model; pass model=DiffusionModel(...).")
-            sub = (root / str(diffusion["subfolder"])).resolve()
-            if not sub.is_relative_to(root.resolve()):
-                raise ValueError(f"{str(config_file)!r}: the diffusion subfolder must stay inside {str(root)!r}.")
-            model = DiffusionModel.from_pretrained(sub)
+            model = DiffusionModel.from_pretrained(folder)
         try:
-            try:
-                reference = None if reference is None else ReferenceStats.from_dict(reference)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"invalid reference stats: {err}") from err
-            if "base" in params:
-                params["base"] = make_base(params["base"])
-            if isinstance(params.get("clip_values"), list):
-                params["clip_values"] = tuple(params["clip_values"])
-            kwargs = {
-                **params,
-                "reference": reference,
-                "device_type": config.get("device_type", "gpu"),
-                "apply_fit": bool(config.get("apply_fit", False)),
-                "apply_predict": bool(config.get("apply_predict", True)),
-                **overrides,
-            }
-            return cls(model, **kwargs)
+            return cls(model, **{**kwargs, **overrides})
         except (TypeError, ValueError) as err:  # a bad saved value: say which file holds it
-            raise type(err)(f"{str(config_file)!r}: {err}") from err
+            raise type(err)(f"{str(root / CONFIG_NAME)!r}: {err}") from err
 
     # ------------------------------------------------------------------ ART's numpy gradient path
     def estimate_forward(self, x: torch.Tensor, y: Any = None) -> torch.Tensor:

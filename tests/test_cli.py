@@ -127,3 +127,30 @@ def test_bad_arguments_exit_2(argv):
     with pytest.raises(SystemExit) as err:
         build_parser().parse_args(argv)
     assert err.value.code == 2
+
+
+def test_subcommands_agree_on_spelling_and_print_list_defaults_readably(capsys):
+    parser = build_parser()
+    for command in ("evaluate", "leaderboard"):
+        args = parser.parse_args(
+            [command, "--eps", "8/255", "--gradient", "bpda", "--n-images", "3", "--attacks", "pgd-eot"]
+        )
+        assert args.eps == pytest.approx(8 / 255) and args.gradient == "bpda" and args.n_images == 3
+        assert args.attacks == ["pgd-eot"] and args.device == "cpu" and args.votes == 9
+    assert parser.parse_args(["evaluate", "--attack", "bpda-eot"]).attacks == ["bpda-eot"]  # the old spelling
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--votes", "4"])  # vote-K needs an odd K
+    for command in ("evaluate", "leaderboard"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "none,diffpure,ssni-n,ssni-l" in text and "['" not in text
+    assert "score-aware-st" in text  # choices come from the attack registry
+
+
+def test_nothing_is_created_before_the_arguments_are_checked(tmp_path, capsys):
+    out = tmp_path / "new" / "folder"
+    assert main(["evaluate", "--attacks", "fgsm", "--out", str(out)]) == 2
+    assert main(["evaluate", "--classifier", "no_colon", "--out", str(out)]) == 2
+    assert not (tmp_path / "new").exists()
+    assert "attacks must be among" in capsys.readouterr().err

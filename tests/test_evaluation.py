@@ -249,3 +249,17 @@ def test_end_to_end_with_ssni_and_pgd_eot(model, images):
     worst = np.array(result.worst_case_correct)
     assert not (worst & ~np.array(result.clean_correct)).any()
     assert len(result.vote_correct["worst_case"]) == 3 and result.worst_case_inputs.shape == x.shape
+
+
+def test_run_record_and_fingerprints():
+    from art_ssni.evaluation.records import SCHEMA_VERSION, array_fingerprint, run_record
+
+    record = run_record(device="cpu", wall_seconds=12.345)
+    assert record["schema_version"] == SCHEMA_VERSION and record["wall_seconds"] == 12.3
+    assert record["timestamp"].endswith("+00:00") and record["machine"]["device"] == "cpu"
+    assert {"torch", "numpy"} <= set(record["versions"])
+    a = np.zeros((2, 3), np.float32)
+    b = a.copy()
+    b[0, 0] = 1.0
+    assert array_fingerprint(a) == array_fingerprint(a.copy()) != array_fingerprint(b)
+    assert array_fingerprint(a) != array_fingerprint(a.reshape(3, 2))

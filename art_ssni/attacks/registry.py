@@ -46,6 +46,7 @@ class AttackSettings:
     :param max_iter: iterations of every attack.
     :param eot: purifications averaged per gradient (in total).
     :param select_draws: fresh predictions judging each candidate iterate.
+    :param select_every: iterations between judgings (``None``: the attack's default, at most 10 judgings).
     :param num_random_init: random starts.
     :param restarts: APGD restarts.
     :param lam: weight of the score term of the score-aware attacks.
@@ -60,6 +61,7 @@ class AttackSettings:
     max_iter: int = 200
     eot: int = 20
     select_draws: int = 8
+    select_every: int | None = None
     num_random_init: int = 0
     restarts: int = 1
     lam: float = 1.0
@@ -88,6 +90,7 @@ class AttackSettings:
             eot_iter=max(1, math.ceil(eot / per_call)),
             num_random_init=int(self.num_random_init),
             select_draws=int(self.select_draws),
+            select_every=self.select_every,
             batch_size=int(self.batch_size),
             seed=self.seed,
             verbose=bool(self.verbose),

@@ -25,6 +25,8 @@ from art_ssni.diffusion.model import DiffusionModel
 
 __all__ = [
     "SAMPLERS",
+    "check_model_input",
+    "unet_eps",
     "StepFunction",
     "level_schedule",
     "num_steps",
@@ -47,6 +49,21 @@ def _check_sampler(sampler: str, steps: int | None, eta: float) -> None:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be a float in [0, 1], got {eta!r}.")
+
+
+def unet_eps(model: DiffusionModel, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """``ε_θ(x, timestep)`` with the UNet in its own dtype and the result in ``x``'s: a float16 / bfloat16 UNet runs
+    under float32 arithmetic (``1 - ᾱ`` at small levels, e.g. ``1e-4``, rounds to 0 in bfloat16)."""
+    return model.eps(x.to(model.dtype), timestep).to(x.dtype)
+
+
+def check_model_input(model: DiffusionModel, x: Any, name: str = "x") -> None:
+    """:meth:`DiffusionModel.check_input`, any floating dtype accepted for the arithmetic (see :func:`unet_eps`)."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != model.dtype:
+        if torch.finfo(x.dtype).bits < torch.finfo(model.dtype).bits:
+            raise TypeError(f"{name} must be at least as precise as the model's dtype {model.dtype}, got {x.dtype}.")
+        x = x.detach().to(model.dtype)
+    model.check_input(x, name)
 
 
 def num_steps(t: torch.Tensor, *, sampler: str = "ddpm", steps: int | None = None) -> torch.Tensor:
@@ -100,7 +117,7 @@ def reverse_step(
     shape = (-1,) + (1,) * (x.dim() - 1)
     abar_a = model.abar(level_from).to(x.dtype).view(shape)
     abar_b = model.abar(level_to).to(x.dtype).view(shape)
-    eps = model.eps(x, level_from - 1)
+    eps = unet_eps(model, x, level_from - 1)
     x0 = (x - (1.0 - abar_a).sqrt() * eps) / abar_a.sqrt()
     if clip_denoised:
         x0 = x0.clamp(-1.0, 1.0)
@@ -133,7 +150,8 @@ def purify(
 
     :param model: the :class:`DiffusionModel`.
     :param x: ``(B, C, H, W)`` clean (or attacked) images in **model space** ``[-1, 1]``, on ``model.device``, of
-        ``model.dtype``, finite (checked by :meth:`DiffusionModel.check_input`: ``TypeError`` / ``ValueError``).
+        a floating dtype (the maths runs in it, the UNet in ``model.dtype``: :func:`unet_eps`), finite (checked by
+        :func:`check_model_input`: ``TypeError`` / ``ValueError``).
     :param t: ``(B,)`` integer starting levels in ``[0, N]``; a sample with ``t_i = 0`` is returned unchanged.
     :param sampler: ``"ddpm"`` (ancestral, ``t_i`` steps; ``eta`` is ignored) or ``"ddim"`` (``min(steps, t_i)``
         strided steps with the given ``eta``).
@@ -148,7 +166,7 @@ def purify(
         Differentiable with respect to ``x`` (levels are not differentiated). Costs ``Σ_i steps_i`` UNet rows.
     """
     _check_sampler(sampler, steps, eta)
-    model.check_input(x, "x")
+    check_model_input(model, x, "x")
     if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
         raise ValueError(f"t must be a ({x.shape[0]},) integer tensor, got {getattr(t, 'shape', type(t))}.")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:

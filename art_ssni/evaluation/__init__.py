@@ -2,6 +2,7 @@
 
 from art_ssni.evaluation.result import PROTOCOLS, RobustAccuracyResult
 from art_ssni.evaluation.robust import batch_seed, margins, robust_accuracy
+from art_ssni.evaluation.run import evaluate
 from art_ssni.evaluation.stats import accuracy_record, mcnemar_p, wilson_interval
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "RobustAccuracyResult",
     "accuracy_record",
     "batch_seed",
+    "evaluate",
     "margins",
     "mcnemar_p",
     "robust_accuracy",

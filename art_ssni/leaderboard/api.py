@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from art_ssni._common import art_device_type, is_int
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.leaderboard.data import DATASETS, load_cifar10, load_cifar10_train
 from art_ssni.leaderboard.distributed import world
@@ -69,6 +70,8 @@ def leaderboard(
     eot: int = 20,
     eps_step: float | None = None,
     votes: int = 9,
+    redraws: int = 5,
+    resubmit: int = 10,
     batch_size: int = 32,
     seed: int = 0,
     device: str = "cpu",
@@ -97,6 +100,8 @@ def leaderboard(
     :param eot: EOT samples per gradient (standard: 20).
     :param eps_step: PGD-type step (``None``: 0.007 · eps / (8/255)).
     :param votes: ``K`` of the vote-K protocol (odd).
+    :param redraws: re-judgings of the single protocol.
+    :param resubmit: ``N`` of the resubmit-N protocol.
     :param batch_size: examples per batch (the unit of sharding and resuming).
     :param seed: seed of the run.
     :param device: ``"cpu"`` or ``"cuda"``.
@@ -107,9 +112,9 @@ def leaderboard(
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}.")
-    if isinstance(n_ex, bool) or not isinstance(n_ex, (int, np.integer)) or n_ex < 1:
+    if not is_int(n_ex) or n_ex < 1:
         raise ValueError(f"n_ex must be an int >= 1, got {n_ex!r}.")
-    if isinstance(n_ref, bool) or not isinstance(n_ref, (int, np.integer)) or n_ref < 2:
+    if not is_int(n_ref) or n_ref < 2:
         raise ValueError(f"n_ref must be an int >= 2, got {n_ref!r}.")
     if "purifier_batch_size" in defence_kwargs:
         defence_kwargs["batch_size"] = defence_kwargs.pop("purifier_batch_size")
@@ -166,6 +171,8 @@ def leaderboard(
         eot=eot,
         eps_step=eps_step,
         votes=votes,
+        redraws=redraws,
+        resubmit=resubmit,
         batch_size=batch_size,
         seed=seed,
     )
@@ -173,7 +180,7 @@ def leaderboard(
     if defence != "none" and stats is None:
         from art_ssni import defences as registry
 
-        device_type = "gpu" if device == "cuda" else "cpu"
+        device_type = art_device_type(device)
         probe = registry.make(defence, diff_model, reference=None, device_type=device_type, **defence_kwargs)
         needs_reference = not probe.is_fitted  # e.g. SSNI-N / SSNI-L; DiffPure needs no statistics
     with world(device) as w:
@@ -209,7 +216,7 @@ def _fit_reference(
     from art_ssni.preprocessor import SSNIPreprocessor
 
     settings = {k: defence_kwargs[k] for k in ("score_steps", "batch_size") if k in defence_kwargs}
-    pre = SSNIPreprocessor(diffusion, seed=seed, device_type="gpu" if device == "cuda" else "cpu", **settings)
+    pre = SSNIPreprocessor(diffusion, seed=seed, device_type=art_device_type(device), **settings)
     fitted = pre.fit(np.asarray(images, dtype=np.float32)).reference
     assert fitted is not None
     return fitted

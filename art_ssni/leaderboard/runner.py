@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -36,9 +35,11 @@ from art_ssni._common import art_device_type, versions
 from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.evaluation.records import array_fingerprint, module_fingerprint, run_record
 from art_ssni.evaluation.robust import batch_seed, robust_accuracy
-from art_ssni.evaluation.stats import accuracy_record
+from art_ssni.leaderboard.definitions import DEFINITIONS
 from art_ssni.leaderboard.distributed import World, world
+from art_ssni.leaderboard.merge import merge_records
 from art_ssni.leaderboard.protocol import Protocol
 from art_ssni.leaderboard.store import ResultStore
 from art_ssni.preprocessor import SSNIPreprocessor
@@ -46,40 +47,7 @@ from art_ssni.ssni.reference import ReferenceStats
 
 __all__ = ["DEFINITIONS", "merge_records", "run_leaderboard", "versions"]
 
-#: what the accuracies of ``model_info.json`` mean (the protocols are defined in docs/evaluation-guide.md)
-DEFINITIONS = {
-    "units": "accuracies are fractions in [0, 1]; each record carries n and a 95 % Wilson interval (ci95)",
-    "clean_acc": "single protocol: the clean input classified correctly by one fresh prediction (one purification), "
-    "mean over `redraws` independent re-judgings",
-    "robust_acc": "single protocol: the clean input AND every attack's output each classified correctly by one fresh "
-    "prediction, mean over `redraws` re-judgings (AutoAttack's robust accuracy over every attack of the protocol)",
-    "autoattack_acc": "robust_acc over the clean input, APGD-CE and APGD-DLR only (AutoAttack rand version)",
-    "protocols.single": "per candidate (clean, each attack, worst_case = the AND): one fresh prediction, mean over "
-    "`redraws` re-judgings, with redraw_std",
-    "protocols.resubmit": "robust iff all `resubmit` fresh predictions of the candidate are correct "
-    "(worst_case: of the clean input and of every attack's output)",
-    "protocols.vote": "robust iff the majority over `votes` fresh predictions is correct (worst_case: for the clean "
-    "input and for every attack's output)",
-}
-
 _MANAGED = ("seed", "eot_samples", "clip_values", "device_type", "reference")
-
-
-def _sha256_module(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _sha256_arrays(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for a in arrays:
-        digest.update(str((a.dtype.str, a.shape)).encode())
-        digest.update(np.ascontiguousarray(a).tobytes())
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -96,78 +64,6 @@ def _purifier_settings(pre: SSNIPreprocessor | None) -> dict[str, Any] | None:
     if pre is None:
         return None
     return {p: _plain(v) for p, v in pre.to_config().items() if p != "seed"}
-
-
-def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Merge batch records into ``(summary, per_example)``.
-
-    :param records: one record per batch (any order), as written to ``out/batches/``.
-    :param n_ex: number of examples of the run.
-    :param batch_size: examples per batch.
-    :return: ``summary`` with the accuracies (fractions, with ``n`` and 95 % Wilson intervals) under the three
-        protocols and the definitions; and ``per_example`` with the per-example verdicts in example order.
-    :raises ValueError: when a batch is missing or duplicated.
-    """
-    n_batches = math.ceil(n_ex / batch_size)
-    by_batch = {int(r["batch"]): r for r in records}
-    if len(by_batch) != len(records) or sorted(by_batch) != list(range(n_batches)):
-        raise ValueError(
-            f"records: expected batches 0..{n_batches - 1} once each, got {sorted(r['batch'] for r in records)}."
-        )
-    ordered = [by_batch[b] for b in range(n_batches)]
-    names = list(ordered[0]["attack_correct"])
-    clean = np.array([v for r in ordered for v in r["clean_correct"]], dtype=bool)
-    if clean.shape[0] != n_ex:
-        raise ValueError(f"records: cover {clean.shape[0]} examples, expected {n_ex}.")
-    candidates = ["clean", *names, "worst_case"]
-    first = {
-        "clean": clean,
-        **{a: np.array([v for r in ordered for v in r["attack_correct"][a]], dtype=bool) for a in names},
-        "worst_case": np.array([v for r in ordered for v in r["worst_case_correct"]], dtype=bool),
-    }
-    resub = {c: np.array([v for r in ordered for v in r["resubmit_correct"][c]], dtype=bool) for c in candidates}
-    vote = {c: np.array([v for r in ordered for v in r["vote_correct"][c]], dtype=bool) for c in candidates}
-    counts = {c: np.sum([r["single_counts"][c] for r in ordered], axis=0) for c in candidates}  # (redraws,)
-
-    def single(c: str) -> dict[str, Any]:
-        per_redraw = counts[c] / n_ex
-        rec = accuracy_record(np.arange(n_ex) < round(float(per_redraw.mean()) * n_ex))
-        rec["accuracy"] = float(per_redraw.mean())
-        rec["redraw_std"] = float(per_redraw.std(ddof=1)) if per_redraw.size > 1 else 0.0
-        rec["redraws"] = per_redraw.tolist()
-        return rec
-
-    def table(record: Any) -> dict[str, Any]:
-        return {
-            "clean": record("clean"),
-            "attacks": {a: record(a) for a in names},
-            "worst_case": record("worst_case"),
-        }
-
-    protocols = {
-        "single": table(single),
-        "resubmit": table(lambda c: accuracy_record(resub[c])),
-        "vote": table(lambda c: accuracy_record(vote[c])),
-    }
-    autoattack = None
-    if "apgd-ce" in first:
-        aa = first["clean"] & first["apgd-ce"] & first["apgd-dlr"]
-        autoattack = accuracy_record(aa)
-    summary = {
-        "clean_acc": protocols["single"]["clean"]["accuracy"],
-        "robust_acc": protocols["single"]["worst_case"]["accuracy"],
-        "autoattack_acc": None if autoattack is None else autoattack["accuracy"],
-        "n_ex": int(n_ex),
-        "protocols": protocols,
-    }
-    per_example = {
-        "single": {c: f.tolist() for c, f in first.items()},
-        "resubmit": {c: f.tolist() for c, f in resub.items()},
-        "vote": {c: f.tolist() for c, f in vote.items()},
-        "worst_case_source": [v for r in ordered for v in r["worst_case_source"]],
-        "batch_seeds": [int(r["seed"]) for r in ordered],
-    }
-    return summary, per_example
 
 
 def _check_inputs(x: Any, y: Any, nb_classes: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -283,9 +179,9 @@ def run_leaderboard(
             "protocol": protocol.describe(meets(clf)),
             "n_ex": int(x.shape[0]),
             "nb_classes": int(nb_classes),
-            "data_sha256": _sha256_arrays(x, y),
-            "classifier_sha256": _sha256_module(classifier),
-            "diffusion_sha256": _sha256_module(diffusion) if diffusion is not None and pre is not None else None,
+            "data_sha256": array_fingerprint(x, y),
+            "classifier_sha256": module_fingerprint(classifier),
+            "diffusion_sha256": module_fingerprint(diffusion) if diffusion is not None and pre is not None else None,
         }
         store = ResultStore(out)
         key = _setup(store, config, w)
@@ -293,7 +189,9 @@ def run_leaderboard(
         n_batches = math.ceil(x.shape[0] / bs)
         mine = list(range(w.rank, n_batches, w.size))
         records, computed = [], 0
-        bar = tqdm(mine, desc=f"leaderboard rank {w.rank}/{w.size}", position=w.rank, disable=not progress)
+        bar = tqdm(
+            mine, desc=f"leaderboard rank {w.rank}/{w.size}", position=w.rank, disable=None if progress else True
+        )
         for b in bar:
             record = store.load_batch(b, key)
             if record is None:
@@ -306,6 +204,7 @@ def run_leaderboard(
         gathered = [r for part in w.all_gather(records) for r in part]
         computed_total = sum(w.all_gather(computed))
         summary, per_example = merge_records(gathered, x.shape[0], bs)
+        record = run_record(device=device)
         model_info: dict[str, Any] = {
             "name": info.get("name", defence),
             **{k: info[k] for k in ("model", "dataset") if k in info},
@@ -318,8 +217,10 @@ def run_leaderboard(
             "purifier": config["purifier"],
             "info": info,
             "fingerprints": {k: config[k] for k in ("data_sha256", "classifier_sha256", "diffusion_sha256")},
-            "versions": versions(),
+            "schema_version": record.pop("schema_version"),
+            "versions": record.pop("versions"),
             "runtime": {
+                **record,  # timestamp, git commit, machine: run-time facts, not numbers
                 "world_size": w.size,
                 "batches": n_batches,
                 "batches_computed_this_run": computed_total,

@@ -23,7 +23,7 @@ modes scoring never touches the purification stream (the ``generator`` passed to
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -36,9 +36,10 @@ from art_ssni.ssni.reference import ReferenceStats
 from art_ssni.ssni.reweight import REWEIGHTS, resolve_tau, select_timesteps
 from art_ssni.ssni.score import score_norms
 
-__all__ = ["SCORE_NOISE", "SSNIPurifier", "derive_score_seed"]
+__all__ = ["SCORE_NOISE", "PurifierSetting", "SSNIPurifier", "derive_score_seed"]
 
 SCORE_NOISE = ("fixed", "random")
+_V = TypeVar("_V")
 
 
 def derive_score_seed(seed: int | None) -> int:
@@ -159,6 +160,12 @@ class SSNIPurifier(torch.nn.Module):
                     f"reference was computed with score_steps={self.reference.score_steps}, but score_steps="
                     f"{self.score_steps}: score norms with different T' are not comparable."
                 )
+            ref_seed = self.reference.score_seed
+            if self.score_noise == "fixed" and self.reference.score_noise == "fixed" and ref_seed != self.score_seed:
+                raise ValueError(
+                    f"score_seed: the reference was fitted with the fixed score-noise bank of score_seed={ref_seed}, "
+                    f"but score_seed={self.score_seed}; pass score_seed={ref_seed} or fit again."
+                )
             if self.reweight == "sigmoid":
                 resolve_tau(self.reference, self.tau)
             if self.reweight == "linear" and self.reference.max <= self.reference.min:
@@ -262,7 +269,13 @@ class SSNIPurifier(torch.nn.Module):
         draws = 1 if self.score_noise == "fixed" else int(self.fit_draws)
         with torch.no_grad():
             norms = torch.stack([self.score_norms(x) for _ in range(draws)]).float().mean(0)
-        reference = ReferenceStats.from_norms(norms, score_steps=int(self.score_steps))
+        fixed = self.score_noise == "fixed"
+        reference = ReferenceStats.from_norms(
+            norms,
+            score_steps=int(self.score_steps),
+            score_noise=self.score_noise,
+            score_seed=int(self.score_seed) if fixed else None,
+        )
         if self.reweight == "sigmoid" and self.tau is None and reference.std <= 0:
             raise ValueError("x: the score norms of the fitting set have zero std; pass more images or tau > 0.")
         self.reference = reference
@@ -313,3 +326,17 @@ class SSNIPurifier(torch.nn.Module):
         if t is None:
             t = self.levels(x)  # (1) score and (2) reweight
         return self.purify(x, t, noise=noise, generator=generator)  # (3) noise and (4) reverse with the base
+
+
+class PurifierSetting(Generic[_V]):
+    """A parameter of a wrapper (e.g. the ART face) that lives on the wrapper's ``purifier``: one copy of each
+    setting, read and written through (``params``-style ``setattr`` included)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> _V:
+        return getattr(obj.purifier, self.name)
+
+    def __set__(self, obj: Any, value: _V) -> None:
+        setattr(obj.purifier, self.name, value)

@@ -36,6 +36,9 @@ class ReferenceStats:
     :param count: number of clean images the statistics come from.
     :param quantiles: ``{"0.05": ..., ...}`` quantiles of the score norms (for inspection).
     :param score_steps: ``T'`` used to compute the norms (score norms with another ``T'`` are not comparable).
+    :param score_noise: the score-noise mode of the norms (``"fixed"`` or ``"random"``), or ``None`` if unknown.
+    :param score_seed: with ``score_noise="fixed"``, the seed of the noise bank: the statistics carry that bank's
+        offset, so a purifier must score with the same bank (``None``: unknown / not applicable).
     """
 
     mean: float
@@ -45,6 +48,8 @@ class ReferenceStats:
     count: int
     quantiles: dict[str, float] = field(default_factory=dict)
     score_steps: int | None = None
+    score_noise: str | None = None
+    score_seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("mean", "std", "min", "max"):
@@ -61,6 +66,10 @@ class ReferenceStats:
             )
         if self.score_steps is not None and (not is_int(self.score_steps) or self.score_steps < 1):
             raise ValueError(f"ReferenceStats.score_steps must be an int >= 1 or None, got {self.score_steps!r}.")
+        if self.score_noise not in (None, "fixed", "random"):
+            raise ValueError(f"ReferenceStats.score_noise must be 'fixed', 'random' or None, got {self.score_noise!r}.")
+        if self.score_seed is not None and (not is_int(self.score_seed) or self.score_seed < 0):
+            raise ValueError(f"ReferenceStats.score_seed must be an int >= 0 or None, got {self.score_seed!r}.")
         if not isinstance(self.quantiles, dict):
             raise ValueError(f"ReferenceStats.quantiles must be a dict, got {type(self.quantiles).__name__}.")
         for key, value in self.quantiles.items():
@@ -68,7 +77,14 @@ class ReferenceStats:
                 raise ValueError(f"ReferenceStats.quantiles[{key!r}] must be a finite number, got {value!r}.")
 
     @classmethod
-    def from_norms(cls, norms: Any, *, score_steps: int | None = None) -> ReferenceStats:
+    def from_norms(
+        cls,
+        norms: Any,
+        *,
+        score_steps: int | None = None,
+        score_noise: str | None = None,
+        score_seed: int | None = None,
+    ) -> ReferenceStats:
         """Statistics of a 1-D array or tensor of clean score norms (at least one, all finite)."""
         if hasattr(norms, "detach"):
             norms = norms.detach().cpu().numpy()
@@ -86,6 +102,8 @@ class ReferenceStats:
             count=int(values.size),
             quantiles=quantiles,
             score_steps=score_steps,
+            score_noise=score_noise,
+            score_seed=score_seed,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,7 +117,7 @@ class ReferenceStats:
         missing = sorted(required - set(data))
         if missing:
             raise ValueError(f"reference stats miss the field(s) {missing}.")
-        known = required | {"quantiles", "score_steps"}
+        known = required | {"quantiles", "score_steps", "score_noise", "score_seed"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"reference stats have unknown field(s) {unknown}.")

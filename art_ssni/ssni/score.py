@@ -16,6 +16,7 @@ import torch
 
 from art_ssni._common import is_int
 from art_ssni.diffusion.model import DiffusionModel
+from art_ssni.diffusion.sampling import check_model_input, unet_eps
 
 __all__ = ["score_norms"]
 
@@ -33,7 +34,7 @@ def score_norms(
 
     :param model: the :class:`DiffusionModel` (the same one that purifies).
     :param x: ``(B, C, H, W)`` images in **model space** ``[-1, 1]``, on ``model.device``, of ``model.dtype``, finite
-        (checked by :meth:`DiffusionModel.check_input`).
+        (checked by :func:`~art_ssni.diffusion.sampling.check_model_input`; the UNet runs in its own dtype).
     :param score_steps: ``T'``, the number of smallest timesteps averaged (paper: 20 on CIFAR-10, 50 on ImageNet).
     :param generator: ``torch.Generator`` on ``x``'s device for the noise ``z_k``.
     :param noise: optional ``(T', C, H, W)`` noise shared by all samples, or ``(B, T', C, H, W)`` noise per sample
@@ -46,7 +47,7 @@ def score_norms(
         raise ValueError(f"score_steps must be an int >= 1, got {score_steps!r}.")
     if score_steps > model.num_timesteps:
         raise ValueError(f"score_steps must be <= {model.num_timesteps} (the schedule length), got {score_steps}.")
-    model.check_input(x, "x")
+    check_model_input(model, x, "x")
     if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}.")
     b, k = x.shape[0], score_steps
@@ -69,7 +70,11 @@ def score_norms(
     ts = timesteps.repeat(b)
     rows = xt.shape[0]
     chunk = rows if batch_size is None else batch_size
-    eps = torch.cat([model.eps(xt[i : i + chunk], ts[i : i + chunk]) for i in range(0, rows, chunk)]) if rows else xt
+    eps = (
+        torch.cat([unet_eps(model, xt[i : i + chunk], ts[i : i + chunk]) for i in range(0, rows, chunk)])
+        if rows
+        else xt
+    )
     scores = -eps.view(b, k, *x.shape[1:]) / (1.0 - abar).sqrt()
     # (2) average over timesteps, (3) L2 norm over all pixels.
     return scores.mean(dim=1).flatten(1).norm(dim=1)

@@ -1,0 +1,77 @@
+"""The one attack registry: what each attack needs of the defence, applicability and building (issue 14 item 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from art_ssni import SSNIPreprocessor
+from art_ssni.attacks import BPDAEOT, PGDEOT, ScoreAwarePGD, registry
+from art_ssni.attacks.registry import ATTACKS, AttackEntry, AttackSettings, applicable, build
+from art_ssni.attacks.requirements import Requires, meets
+from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.ssni.bases import GNS
+
+
+def classifier(pre):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    return defended_classifier(net, pre, input_shape=(1, 8, 8), nb_classes=10)
+
+
+def purifier(model, images, **kw):
+    pre = SSNIPreprocessor(model, t_star=4, score_steps=2, seed=0, device_type="cpu", **kw)
+    if pre.reweight != "constant":
+        pre.fit(images)
+    return pre
+
+
+def test_requirements_are_declared_on_the_attack_classes():
+    assert PGDEOT.defence_requirements == ()
+    assert BPDAEOT.defence_requirements == (Requires.PURIFIER,)
+    assert set(ScoreAwarePGD.defence_requirements) == {Requires.PURIFIER, Requires.SELECTOR}
+    assert ATTACKS["score-aware-st"].needs[-1] is Requires.SINGLE_STAGE
+
+
+def test_what_each_defence_offers(model, images):
+    assert meets(classifier(None)) == frozenset()
+    assert meets(classifier(purifier(model, images, reweight="constant"))) == {Requires.PURIFIER, Requires.SINGLE_STAGE}
+    assert meets(classifier(purifier(model, images))) == set(Requires)
+    gns = classifier(purifier(model, images, base=GNS(stages=(3, 2))))
+    assert meets(gns) == {Requires.PURIFIER, Requires.SELECTOR}
+
+
+def test_applicable_skips_with_the_reason(model, images):
+    names = list(ATTACKS)
+    run, skipped = applicable(names, meets(classifier(None)))
+    assert run == ["rand-aa", "pgd-eot"] and set(skipped) == {"bpda-eot", "score-aware", "score-aware-st"}
+    gns = classifier(purifier(model, images, base=GNS(stages=(3, 2))))
+    run, skipped = applicable(names, meets(gns))
+    assert list(skipped) == ["score-aware-st"] and "single-stage" in skipped["score-aware-st"]
+    with pytest.raises(ValueError, match=r"attacks must be among .*got \['fgsm'\]"):
+        applicable(["fgsm"], set())
+
+
+def test_build_uses_the_settings_and_the_defence_eot(model, images):
+    pre = purifier(model, images, eot_samples=4)
+    clf = classifier(pre)
+    attacks = build(list(ATTACKS), clf, AttackSettings(eps=0.1, max_iter=3, eot=8, select_draws=2, seed=5))
+    assert list(attacks) == ["apgd-ce", "apgd-dlr", "pgd-eot", "bpda-eot", "score-aware", "score-aware-st"]
+    pgd = attacks["pgd-eot"]
+    assert isinstance(pgd, PGDEOT) and pgd.max_iter == 3 and pgd.select_draws == 2 and pgd.seed == 5
+    assert pgd.eot_iter == 2  # 8 purifications per gradient, 4 of them in each call of the defence
+    assert attacks["score-aware-st"].eot_iter == 8  # bypasses eot_samples
+    undefended = build(["pgd-eot"], classifier(None), AttackSettings(eps=0.1, eot=8))
+    assert undefended["pgd-eot"].eot_iter == 1  # a deterministic classifier: EOT would repeat one gradient
+
+
+def test_adding_an_attack_is_one_registry_entry(monkeypatch, images):
+    entry = AttackEntry(
+        lambda est, s: {"my-pgd": PGDEOT(est, **s.pgd_kwargs(est))}, needs=(), description="PGD under another name"
+    )
+    monkeypatch.setitem(registry.ATTACKS, "my-pgd", entry)
+    clf = classifier(None)
+    attacks = build(["my-pgd"], clf, AttackSettings(eps=0.05, max_iter=1))
+    y = np.argmax(clf.predict(images[:2]), axis=1)
+    assert attacks["my-pgd"].generate(images[:2], y).shape == images[:2].shape
