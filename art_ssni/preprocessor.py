@@ -17,7 +17,7 @@ import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from tqdm.auto import tqdm
 
-from art_ssni._common import is_finite_real, is_int, write_json_atomic
+from art_ssni._common import art_device_type, is_finite_real, is_int, write_json_atomic
 from art_ssni._defence_files import CONFIG_NAME, MODEL_SUBFOLDER, read_config
 from art_ssni._inputs import as_tensor, check_images
 from art_ssni._version import __version__
@@ -296,7 +296,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             "class": type(self).__name__,
             "art_ssni_version": __version__,
             "params": params,
-            "device_type": "cpu" if self.device.type == "cpu" else "gpu",
+            "device_type": art_device_type(self.device.type),
             "apply_fit": self.apply_fit,
             "apply_predict": self.apply_predict,
             "reference": params.pop("reference"),
