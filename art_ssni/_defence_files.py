@@ -18,6 +18,24 @@ CONFIG_NAME = "ssni_config.json"
 MODEL_SUBFOLDER = "diffusion"
 
 
+#: the flattened base settings of version 0.1.0 configs -> the field of the base object they belong to
+_LEGACY_BASE_FIELDS = {
+    "gns_stages": ("gns", "stages"),
+    "gdmp_iterations": ("gdmp", "iterations"),
+    "gdmp_scale": ("gdmp", "scale"),
+    "gdmp_distance": ("gdmp", "distance"),
+}
+
+
+def _upgrade_base(params: dict[str, Any]) -> None:
+    """A 0.1.0 config (``base`` a name, its settings flattened) -> ``base`` as ``{"name": ..., **fields}``."""
+    legacy = {key: params.pop(key) for key in list(params) if key in _LEGACY_BASE_FIELDS}
+    name = params.get("base", "diffpure")
+    if legacy and isinstance(name, str):
+        fields = {_LEGACY_BASE_FIELDS[k][1]: v for k, v in legacy.items() if _LEGACY_BASE_FIELDS[k][0] == name}
+        params["base"] = {"name": name, **fields}
+
+
 def read_config(root: Path, class_name: str, known: list[str]) -> tuple[dict[str, Any], Path | None]:
     """The constructor keywords stored in ``root / ssni_config.json`` and the folder of the saved diffusion model.
 
@@ -39,6 +57,7 @@ def read_config(root: Path, class_name: str, known: list[str]) -> tuple[dict[str
         raise ValueError(f"{str(config_file)!r} is not a valid {class_name} config: {err}"[:2000]) from err
     if config.get("class") != class_name:
         raise ValueError(f"{str(config_file)!r} describes a {config.get('class')!r}, not a {class_name}.")
+    _upgrade_base(params)
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(f"{str(config_file)!r} has unknown parameter(s) {unknown}.")

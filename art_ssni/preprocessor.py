@@ -17,7 +17,7 @@ import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from tqdm.auto import tqdm
 
-from art_ssni._common import is_finite_real, is_int, write_json_atomic
+from art_ssni._common import art_device_type, is_finite_real, is_int, write_json_atomic
 from art_ssni._defence_files import CONFIG_NAME, MODEL_SUBFOLDER, read_config
 from art_ssni._inputs import as_tensor, check_images
 from art_ssni._version import __version__
@@ -47,11 +47,12 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     Inputs are ``(B, C, H, W)`` arrays or tensors in ``clip_values`` (any float dtype: cast); outputs are float32,
     same shape and layout, in ``clip_values``, on the input's device. The level selection runs without gradient.
 
+    The method's settings ``reweight``, ``t_star``, ``bias``, ``tau``, ``reference``, ``score_steps``, ``score_noise``,
+    ``base`` (``DiffPure()``, ``GNS(stages=...)``, ``GDMP(...)`` or a name), ``sampler``, ``steps``, ``eta`` and
+    ``checkpoint`` are those of :class:`~art_ssni.ssni.SSNIPurifier`; they live on :attr:`purifier`.
+
     :param model: the :class:`~art_ssni.diffusion.DiffusionModel` that scores and purifies (any float dtype: a
         float16 / bfloat16 UNet gets its inputs cast to its dtype).
-    :param reweight, t_star, bias, tau, reference, score_steps, score_noise, base, sampler, steps, eta, checkpoint:
-        the settings of :class:`~art_ssni.ssni.SSNIPurifier` (``base``: ``DiffPure()``, ``GNS(stages=...)``,
-        ``GDMP(...)`` or ``"diffpure"`` / ``"gns"`` / ``"gdmp"``); they live on :attr:`purifier`.
     :param score_seed: seed of the score noise; ``None``: the reference's ``score_seed`` when it has one (the
         bank it was fitted with), else derived from ``seed`` (0 without a seed).
     :param clip_values: ``(min, max)`` pixel range of the inputs, e.g. ``(0.0, 1.0)``.
@@ -296,7 +297,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             "class": type(self).__name__,
             "art_ssni_version": __version__,
             "params": params,
-            "device_type": "cpu" if self.device.type == "cpu" else "gpu",
+            "device_type": art_device_type(self.device.type),
             "apply_fit": self.apply_fit,
             "apply_predict": self.apply_predict,
             "reference": params.pop("reference"),

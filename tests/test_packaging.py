@@ -167,9 +167,12 @@ def test_wheel_checker_expects_the_shipped_zoo_files():
 #: layer of every subpackage / module of art_ssni (docs/architecture.md's table)
 LAYERS = {
     "_version": 0,
+    "_common": 0,
     "diffusion": 1,
     "ssni": 2,
     "preprocessor": 3,
+    "_inputs": 3,
+    "_defence_files": 3,
     "voting": 3,
     "defences": 4,
     "attacks": 5,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from art_ssni import ReferenceStats, SSNIPreprocessor
+from art_ssni import GNS, ReferenceStats, SSNIPreprocessor
 
 
 def make(model, **kwargs):
@@ -121,3 +121,14 @@ def test_verbose_progress_bar_only_on_a_terminal(model, images, capsys, monkeypa
     make(model, reweight="constant", verbose=False, batch_size=2)(images)
     assert seen == [None, True]
     assert "SSNI purification" not in capsys.readouterr().err  # captured output is not a terminal
+
+
+def test_version_0_1_0_configs_with_flattened_base_settings_load(tmp_path, model, reference):
+    pre = make(model, reweight="constant", t_star=6, base=GNS(stages=(2, 4)))
+    pre.save_pretrained(tmp_path, save_model=False)
+    config = json.loads((tmp_path / "ssni_config.json").read_text())
+    del config["params"]["score_noise"], config["params"]["score_seed"]
+    config["params"].update(base="gns", gns_stages=[2, 4], gdmp_iterations=4, gdmp_scale=60000.0, gdmp_distance="mse")
+    (tmp_path / "ssni_config.json").write_text(json.dumps(config))
+    loaded = SSNIPreprocessor.from_pretrained(tmp_path, model=model)
+    assert loaded.base == GNS(stages=(2, 4)) and loaded.t_star == 6

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from art_ssni._common import is_int, is_real
 from art_ssni.diffusion.model import DiffusionModel
 
 __all__ = [
@@ -45,9 +46,9 @@ def _check_sampler(sampler: str, steps: int | None, eta: float) -> None:
     if sampler == "ddim":
         if steps is None:
             raise ValueError("steps must be given (an int >= 1) when sampler='ddim'.")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if not is_int(steps) or steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
+    if not is_real(eta) or not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be a float in [0, 1], got {eta!r}.")
 
 

@@ -12,13 +12,12 @@ the formula is); :func:`select_timesteps` rounds half-up and clamps them to ``[0
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from art_ssni._common import is_finite_real, is_int
 from art_ssni.ssni.reference import ReferenceStats
 
 __all__ = ["REWEIGHTS", "constant", "linear", "resolve_tau", "select_timesteps", "sigmoid"]
@@ -36,9 +35,9 @@ def _check_inputs(norms: Any, reference: Any, t_star: Any, bias: Any, *, need_re
         raise ValueError("norms must be finite, got NaN or inf.")
     if need_reference and not isinstance(reference, ReferenceStats):
         raise TypeError(f"reference must be a ReferenceStats, got {type(reference).__name__}.")
-    if isinstance(t_star, bool) or not isinstance(t_star, numbers.Integral) or t_star < 1:
+    if not is_int(t_star) or t_star < 1:
         raise ValueError(f"t_star must be an int >= 1, got {t_star!r}.")
-    if isinstance(bias, bool) or not isinstance(bias, numbers.Real) or not math.isfinite(bias) or bias < 0:
+    if not is_finite_real(bias) or bias < 0:
         raise ValueError(f"bias must be a finite number >= 0, got {bias!r}.")
 
 
@@ -58,7 +57,7 @@ def resolve_tau(reference: ReferenceStats, tau: float | None) -> float:
         if reference.std <= 0:
             raise ValueError("tau: the reference std is 0, so it cannot be the default temperature; pass tau > 0.")
         return float(reference.std)
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or not tau > 0:
+    if not is_finite_real(tau) or not tau > 0:
         raise ValueError(f"tau must be > 0 (a finite number), got {tau!r}.")
     return float(tau)
 
@@ -140,7 +139,7 @@ def select_timesteps(
         raise ValueError(f"reweight must be one of {sorted(REWEIGHTS)}, got {reweight!r}.")
     if reweight != "constant" and reference is None:
         raise ValueError(f"reference: reweight={reweight!r} needs reference statistics (fit the preprocessor first).")
-    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, numbers.Integral) or num_timesteps < 1:
+    if not is_int(num_timesteps) or num_timesteps < 1:
         raise ValueError(f"num_timesteps must be an int >= 1, got {num_timesteps!r}.")
     continuous = REWEIGHTS[reweight](norms, reference, t_star=t_star, bias=bias, tau=tau, **options)
     rounded = torch.floor(continuous.detach() + 0.5).clamp(0, num_timesteps - 1)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from art_ssni._common import is_finite_real, is_int
+from art_ssni._common import is_finite_real, is_int, is_real
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.diffusion.sampling import num_steps, reverse_loop, reverse_step
 
@@ -248,7 +248,7 @@ class GDMP:
         if t.numel() and (int(t.min()) < 0 or int(t.max()) > model.num_timesteps):
             raise ValueError(f"t must lie in [0, {model.num_timesteps}], got [{int(t.min())}, {int(t.max())}].")
         num_steps(t, sampler=sampler, steps=steps)  # validates sampler and steps
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
+        if not is_real(eta) or not 0.0 <= float(eta) <= 1.0:
             raise ValueError(f"eta must be a float in [0, 1], got {eta!r}.")
         if noise is not None and noise.shape != x.shape:
             raise ValueError(f"noise must have the shape of x {tuple(x.shape)}, got {tuple(noise.shape)}.")
