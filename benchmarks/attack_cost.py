@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     device = resolve_device(args.device)
     models = zoo.load("digits", device=device)
-    batch, repeats, iters, eot = (8, 2, 2, 2) if args.quick else (32, 3, 5, 8)
+    batch, repeats, iters, eot = (8, 2, 2, 2) if args.quick else (16, 3, 3, 4)
     data: dict[str, Any] = {
         "command": "python -m benchmarks.attack_cost"
         + (" --quick" if args.quick else "")

@@ -130,6 +130,25 @@ def plot(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def table(data: dict[str, Any]) -> str:
+    """Markdown table of every finished point (accuracy in %, 95 % Wilson interval, n)."""
+
+    def cell(r: dict[str, Any]) -> str:
+        return f"{100 * r['accuracy']:.1f} [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"
+
+    lines = [
+        "| defence | iterations | EOT | worst case, single (mean of redraws) | worst case, vote-K | n | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    points = sorted(data["points"].values(), key=lambda p: (p["defence"], p["eot"], p["iterations"]))
+    for p in points:
+        lines.append(
+            f"| {p['defence']} | {p['iterations']} | {p['eot']} | {cell(p['single'])} | {cell(p['vote'])} | "
+            f"{p['vote']['n']} | {p['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="test images (the first n of the zoo's test split)")
@@ -147,8 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/attacks/convergence.json"))
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and exit")
+    ap.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.table:
+        print(table(json.loads(args.out.read_text())))
+        return
     if args.plot_only:
         plot(json.loads(args.out.read_text()), args.plot or args.out.with_suffix(".png"))
         return
