@@ -81,7 +81,16 @@ def test_tiny_frontier_run_docs_and_leaderboard_page(tmp_path):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
     page = tmp_path / "frontier.md"
-    done = run("scripts/frontier_docs.py", "--results", str(out / "results.json"), "--out", str(page))
+    board = tmp_path / "leaderboard.md"
+    done = run(
+        "scripts/frontier_docs.py",
+        "--results",
+        str(out / "results.json"),
+        "--out",
+        str(page),
+        "--leaderboard",
+        str(board),
+    )
     assert done.returncode == 0, done.stderr
     text = page.read_text()
     assert "## Verdict" in text and "| ssni-l_t150 | 150 |" in text
@@ -89,6 +98,7 @@ def test_tiny_frontier_run_docs_and_leaderboard_page(tmp_path):
     ssni = next(p for p in results["points"] if p["id"] == "ssni-n_t150_tau1")
     clean = ssni["protocols"]["single"]["clean"]
     assert f"{100 * clean['accuracy']:.1f} [" in text
+    assert board.read_text().count("| digits Linf") == 6 and "<tr>" in board.with_suffix(".html").read_text()
 
     done = run("-m", "art_ssni.cli", "leaderboard", "--render", str(out / "points"))
     assert done.returncode == 0, done.stderr

@@ -19,6 +19,7 @@ from typing import Any
 
 from art_ssni.cli_frontier import plot_frontier
 from art_ssni.evaluation.stats import format_accuracy
+from art_ssni.leaderboard.render import collect, leaderboard_rows, to_html, to_markdown
 
 ALPHA = 0.05
 
@@ -34,9 +35,10 @@ def _p(value: float | None) -> str:
 def table(points: list[dict[str, Any]]) -> str:
     head = (
         "| point | t* | τ / std | clean (single) | robust (single) | robust (vote-K) | robust (resubmit-N) "
-        "| deciding attack (single) | p clean | p robust single | p robust vote | mean t clean | mean t worst case |"
+        "| deciding attack (single) | p clean | p robust single | p robust vote | mean t clean | mean t worst case "
+        "| batch time (s) |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for p in points:
         pr = p["protocols"]
         tests = p.get("mcnemar") or {}
@@ -57,6 +59,7 @@ def table(points: list[dict[str, Any]]) -> str:
                     _p(tests.get("vote", {}).get("worst_case")),
                     "–" if p["t_clean_mean"] is None else f"{p['t_clean_mean']:.1f}",
                     "–" if p["t_adversarial_mean"] is None else f"{p['t_adversarial_mean']:.1f}",
+                    f"{p['batch_seconds']:.0f}",
                 ]
             )
             + " |"
@@ -123,10 +126,27 @@ def verdict(points: list[dict[str, Any]]) -> list[str]:
     return [*summary, "", *out]
 
 
+def write_leaderboard(points: Path, page: Path, command: str) -> None:
+    """The leaderboard page (Markdown and static HTML) of the frontier's points, with what it is and is not."""
+    infos = collect(points) if points.is_dir() else []
+    note = (
+        "What this page holds: the points of the frontier run (docs/frontier.md), one leaderboard entry per defence "
+        f"and t*, made by `{command}` and rendered by `python scripts/frontier_docs.py` (the same table as "
+        f"`art-ssni leaderboard --render {points.as_posix()}`). The planned zoo leaderboard of every registered "
+        "defence (DiffPure, GNS, GDMP, each with SSNI-N and SSNI-L) at the zoo's default protocol with n >= 128 "
+        "per entry has not been run yet; its entries will appear here once their `model_info.json` files exist."
+    )
+    rows = leaderboard_rows(infos)
+    page.write_text(to_markdown(rows, title="Leaderboard: the digits zoo", source=note))
+    page.with_suffix(".html").write_text(to_html(rows, title="art-ssni leaderboard: the digits zoo"))
+    print(f"wrote {page} and {page.with_suffix('.html')} ({len(rows)} entries)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--results", type=Path, default=Path("docs/frontier/results.json"))
     ap.add_argument("--out", type=Path, default=Path("docs/frontier.md"))
+    ap.add_argument("--leaderboard", type=Path, default=Path("docs/leaderboard.md"), help="(and .html beside it)")
     args = ap.parse_args(argv)
     results = json.loads(args.results.read_text())
     points = results["points"]
@@ -148,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "The question is decided where a constant noise level costs clean accuracy (on the zoo, above t* = 100). "
         "Each point is one defence at one t*: clean accuracy and worst-case robust accuracy (the clean input AND "
         "every applicable attack's output each classified correctly) under the single protocol (mean of "
-        f"{proto['redraws']} re-judgings), vote-K (K = {proto['votes']}) and resubmit-N (N = {proto['resubmit']}); "
+        f"{proto['redraws']} re-judging(s)), vote-K (K = {proto['votes']}) and resubmit-N (N = {proto['resubmit']}); "
         "95 % Wilson intervals in brackets; p = exact McNemar test against DiffPure at the same t* on the same "
         "examples (single: the first re-judging's per-example verdicts).",
         "",
@@ -168,10 +188,24 @@ def main(argv: list[str] | None = None) -> int:
         f"- Compute: {seconds / 3600:.2f} h of batch time in total (one CPU process; per point in results.json).",
         f"- Status: {status}.",
         "",
-        "The budget is far below the SSNI paper's (200 iterations, EOT 20) and below where the convergence study "
-        "(`scripts/convergence_study.py`, docs/attacks.md) would put the plateau: the robust accuracies here are "
-        "upper bounds of the true robustness, and the comparison is between defences under the same weak attack.",
+        "The budget was chosen after timing one batch on this machine (2 CPU cores shared by four processes, load "
+        "average about 9): the smallest attack budget that still runs every attack at n >= 256 and three t* values "
+        "(the batch time of each point is in the table). It is far below the SSNI paper's (200 iterations, EOT 20). "
+        "The convergence study (`scripts/convergence_study.py`, docs/attacks.md) has no published result "
+        "yet, so how far this budget is below the plateau is not measured: the robust accuracies here are upper "
+        "bounds of the true robustness, and the comparison is between defences under the same weak attacks. The "
+        "presets `--budget quick` (10 iterations, EOT 4) and `--budget paper` (200, EOT 20) are not yet checked "
+        "against the convergence study either.",
         "",
+        *(
+            []
+            if results.get("complete")
+            else [
+                "To finish the run, repeat the command above (every finished batch is read back from "
+                "`docs/frontier/points/`), then `python scripts/frontier_docs.py`.",
+                "",
+            ]
+        ),
         "## Verdict",
         "",
         *verdict(points),
@@ -203,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {args.out}")
+    write_leaderboard(folder / "points", args.leaderboard, s["info"].get("command", ""))
     return 0
 
 
