@@ -301,6 +301,7 @@ def frontier(
                 info={"name": point.id, **dict(info or {})},
                 device=device,
                 progress=progress and w.rank == 0,
+                record_levels=True,
             )
             if w.rank == 0:  # results.json after every point: a partial run is readable
                 records[point.id] = _point_record(point, model_info, folder, time.perf_counter() - t0)

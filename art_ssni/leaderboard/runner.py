@@ -107,6 +107,7 @@ def run_leaderboard(
     info: Mapping[str, Any] | None = None,
     device: str = "cpu",
     progress: bool = True,
+    record_levels: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``classifier`` behind the registered ``defence`` under ``protocol``; sharded, resumable.
 
@@ -129,6 +130,8 @@ def run_leaderboard(
     :param info: JSON-ready description stored in the results (``name``, ``model``, ``dataset``, ``diffusion``...).
     :param device: ``"cpu"`` or ``"cuda"`` (under torchrun each rank uses ``cuda:LOCAL_RANK``).
     :param progress: show one progress bar per rank.
+    :param record_levels: also record, per batch, the noise levels the defence picks for the clean and the
+        worst-case inputs (``t_clean``, ``t_adversarial``; two more scorings per example, for the frontier).
     :return: the ``model_info`` dict (accuracies in percent).
     """
     if not isinstance(protocol, Protocol):
@@ -195,7 +198,7 @@ def run_leaderboard(
         for b in bar:
             record = store.load_batch(b, key)
             if record is None:
-                record = _run_batch(clf, pre, protocol, x, y, b, key)
+                record = _run_batch(clf, pre, protocol, x, y, b, key, record_levels)
                 store.save_batch(record)
                 computed += 1
             records.append(record)
@@ -243,6 +246,7 @@ def _run_batch(
     y: np.ndarray,
     batch: int,
     key: str,
+    record_levels: bool = False,
 ) -> dict[str, Any]:
     """Evaluate batch ``batch`` with every random draw keyed by ``batch_seed(protocol.seed, batch)``."""
     start_t = time.perf_counter()
@@ -264,7 +268,7 @@ def _run_batch(
         batch_size=protocol.batch_size,
     )
     levels = {}
-    if pre is not None:  # the noise levels the defence picks for the clean and the worst-case inputs (after the run)
+    if pre is not None and record_levels:  # the levels picked for the clean and the worst-case inputs, after the run
         levels = {
             "t_clean": pre.timesteps(x[lo:hi]).tolist(),
             "t_adversarial": pre.timesteps(result.worst_case_inputs).tolist(),
