@@ -1,7 +1,7 @@
 """Layer 8: the ``art-ssni frontier`` subcommand and ``art-ssni leaderboard --render`` (parsers and handlers).
 
 :mod:`art_ssni.cli` calls :func:`add_frontier_parser` and :func:`add_render_arguments`; the work is done by
-:func:`art_ssni.evaluation.frontier.frontier`, :mod:`art_ssni.plots` and :mod:`art_ssni.leaderboard.render`.
+:func:`art_ssni.leaderboard.frontier.frontier`, :mod:`art_ssni.plots` and :mod:`art_ssni.leaderboard.render`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _names(text: str) -> list[str]:
 
 def add_frontier_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``frontier`` to the subcommands ``sub`` of ``art-ssni``; returns its parser."""
-    from art_ssni.evaluation.frontier import BUDGETS, DEFAULT_ATTACKS, DEFAULT_T_STARS
+    from art_ssni.leaderboard.frontier import BUDGETS, DEFAULT_ATTACKS, DEFAULT_T_STARS
 
     fr = sub.add_parser(
         "frontier",
@@ -88,7 +88,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
     import torch
 
     from art_ssni import zoo
-    from art_ssni.evaluation.frontier import frontier, frontier_points
+    from art_ssni.leaderboard.frontier import frontier, frontier_points
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     models = zoo.load("digits", device=args.device)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from art_ssni import ReferenceStats
-from art_ssni.evaluation.frontier import (
+from art_ssni.evaluation.stats import mcnemar_p
+from art_ssni.leaderboard.frontier import (
     BUDGETS,
     FrontierPoint,
     _add_tests,
@@ -18,7 +19,6 @@ from art_ssni.evaluation.frontier import (
     frontier,
     frontier_points,
 )
-from art_ssni.evaluation.stats import mcnemar_p
 
 REF = ReferenceStats(mean=10.0, std=2.0, min=6.0, max=14.0, count=100, score_steps=4)
 

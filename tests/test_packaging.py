@@ -181,6 +181,7 @@ LAYERS = {
     "robustbench": 7,
     "leaderboard": 7,
     "cli": 8,
+    "cli_frontier": 8,
     "plots": 8,
 }
 CORE_FORBIDDEN = {"art", "robustbench", "matplotlib", "tqdm"}
