@@ -240,7 +240,7 @@ def _check_writable(path: Path) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from art_ssni import DiffusionModel, ReferenceStats, plots
+    from art_ssni import DiffusionModel, ReferenceStats, plots, zoo
     from art_ssni._common import write_json_atomic
     from art_ssni.evaluation.report import settings_line, worst_case_table
     from art_ssni.evaluation.run import evaluate
@@ -255,9 +255,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.classifier is not None:
         data["classifier"] = _load_factory(args.classifier).to(args.device).eval()
         data["nb_classes"] = args.nb_classes
-    same = "zoo defences base attacks n_images eps eps_step iterations eot votes redraws resubmit t_star tau bias"
+    same = "defences base attacks n_images eps eps_step iterations eot votes redraws resubmit t_star tau bias"
     same += " sampler steps eta gradient checkpoint seed device"
     results = evaluate(
+        zoo.load(args.zoo, device=args.device),
         **{k: getattr(args, k) for k in same.split()},
         diffusion=DiffusionModel.from_pretrained(args.diffusion).to(args.device) if args.diffusion else None,
         reference=ReferenceStats.from_json(args.reference) if args.reference is not None else None,
