@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -228,12 +229,16 @@ def _load_factory(spec: str) -> Any:
 
 
 def _check_writable(path: Path) -> None:
-    """Fail before any expensive work when ``path`` could not be created or written; creates nothing."""
+    """Fail before any expensive work when ``path`` could not be created or written; leaves nothing behind."""
     probe = path.resolve()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise CLIError(f"--out {path}: not writable ({probe} is not a writable folder)")
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".art-ssni-probe-", dir=probe))  # really writable (root, /proc, full disk)
+    except OSError as err:
+        raise CLIError(f"--out {path}: not writable ({err.strerror or err})") from err
 
 
 # ---------------------------------------------------------------------------------------------------- commands
