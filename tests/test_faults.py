@@ -449,6 +449,6 @@ def test_leaderboard_killed_with_sigkill_resumes_to_the_same_json(tmp_path):
     per_full = json.loads((full / "per_example.json").read_text())
     per_cut = json.loads((cut / "per_example.json").read_text())
     assert per_cut == per_full
-    assert info_cut["n_ex"] == 8 and len(per_cut["clean_correct"]) == 8  # no example lost or duplicated
+    assert info_cut["n_ex"] == 8 and len(per_cut["single"]["clean"]) == 8  # no example lost or duplicated
     assert info_cut["runtime"]["batches_computed_this_run"] == 4 - len(finished)
     done(f"same JSON as an uninterrupted run (killed after {len(finished)} of 4 batches)")
