@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -232,19 +233,23 @@ def _load_factory(spec: str) -> Any:
 
 
 def _check_writable(path: Path) -> None:
-    """Fail before any expensive work when ``path`` could not be created or written; creates nothing."""
+    """Fail before any expensive work when ``path`` could not be created or written; leaves nothing behind."""
     probe = path.resolve()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise CLIError(f"--out {path}: not writable ({probe} is not a writable folder)")
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".art-ssni-probe-", dir=probe))  # really writable (root, /proc, full disk)
+    except OSError as err:
+        raise CLIError(f"--out {path}: not writable ({err.strerror or err})") from err
 
 
 # ---------------------------------------------------------------------------------------------------- commands
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from art_ssni import DiffusionModel, ReferenceStats, plots
+    from art_ssni import DiffusionModel, ReferenceStats, plots, zoo
     from art_ssni._common import write_json_atomic
     from art_ssni.evaluation.report import settings_line, worst_case_table
     from art_ssni.evaluation.run import evaluate
@@ -259,9 +264,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.classifier is not None:
         data["classifier"] = _load_factory(args.classifier).to(args.device).eval()
         data["nb_classes"] = args.nb_classes
-    same = "zoo defences base attacks n_images eps eps_step iterations eot votes redraws resubmit t_star tau bias"
+    same = "defences base attacks n_images eps eps_step iterations eot votes redraws resubmit t_star tau bias"
     same += " sampler steps eta gradient checkpoint seed device"
     results = evaluate(
+        zoo.load(args.zoo, device=args.device),
         **{k: getattr(args, k) for k in same.split()},
         diffusion=DiffusionModel.from_pretrained(args.diffusion).to(args.device) if args.diffusion else None,
         reference=ReferenceStats.from_json(args.reference) if args.reference is not None else None,

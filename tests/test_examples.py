@@ -19,7 +19,7 @@ HAVE_RB = importlib.util.find_spec("robustbench") is not None
 
 #: what each example must print in --quick mode (beyond exiting 0)
 EXPECTED = {
-    "art_pipeline.py": ["worst case (one-shot):", "art-pgd:"],
+    "art_pipeline.py": ["95 % Wilson intervals", "art-pgd ", "worst_case "],
     "calibrate_own_data.py": ["fitted on 64 clean images", "same t_i for the same seed: True"],
     "diffusers_folder.py": ["saved a tiny random DDPM pipeline", "UNet evaluations:"],
     "robustbench_model.py": ["RobustBench clean_accuracy"] if HAVE_RB else ["skipped:", "art-ssni[robustbench]"],

@@ -27,6 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, cli
+from art_ssni._common import write_json_atomic
 from conftest import make_tiny_unet
 
 WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
@@ -317,15 +318,13 @@ def test_unwritable_output_fails_before_any_work(tmp_path, command):
 
 def test_disk_full_is_reported_before_any_work(tmp_path):
     done = attempt("fault", "output folder on a full disk (ENOSPC)")
-    real_write_text = Path.write_text
 
-    def full(self, *args, **kwargs):
-        if self.name == ".write-test":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write_text(self, *args, **kwargs)
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    with mock.patch.object(Path, "write_text", full), pytest.raises(cli.CLIError, match="No space left on device"):
-        cli._check_out_dir(tmp_path / "out")
+    with mock.patch("tempfile.mkdtemp", full), pytest.raises(cli.CLIError, match="No space left on device"):
+        cli._check_writable(tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # the check creates nothing
     done("refused before any work: CLIError")
 
 
@@ -369,9 +368,9 @@ def test_preprocessor_config_write_is_atomic(tmp_path, model, reference):
 def test_cli_results_write_is_atomic(tmp_path):
     done = attempt("fault", "art-ssni results.json interrupted mid-write (ENOSPC)")
     path = tmp_path / "results.json"
-    cli._write_json(path, {"run": 1})
-    with mock.patch.object(Path, "write_text", _failing_write), pytest.raises(OSError):
-        cli._write_json(path, {"run": 2, "padding": "x" * 1000})
+    write_json_atomic(path, {"run": 1})  # what art-ssni evaluate writes results.json with
+    with mock.patch("os.fsync", _failing_fsync), pytest.raises(OSError):
+        write_json_atomic(path, {"run": 2, "padding": "x" * 1000})
     assert json.loads(path.read_text()) == {"run": 1}
     done("previous file intact")
 
@@ -450,6 +449,6 @@ def test_leaderboard_killed_with_sigkill_resumes_to_the_same_json(tmp_path):
     per_full = json.loads((full / "per_example.json").read_text())
     per_cut = json.loads((cut / "per_example.json").read_text())
     assert per_cut == per_full
-    assert info_cut["n_ex"] == 8 and len(per_cut["clean_correct"]) == 8  # no example lost or duplicated
+    assert info_cut["n_ex"] == 8 and len(per_cut["single"]["clean"]) == 8  # no example lost or duplicated
     assert info_cut["runtime"]["batches_computed_this_run"] == 4 - len(finished)
     done(f"same JSON as an uninterrupted run (killed after {len(finished)} of 4 batches)")

@@ -200,4 +200,5 @@ def test_leaderboard_on_cifar10_by_names(rb, model_dir, diffusion, tmp_path):
     )  # fmt: skip
     assert info["name"] == f"{name} + ssni-n" and info["eps"] == pytest.approx(8 / 255) and info["n_ex"] == 2
     assert info["purifier"]["reference"]["count"] == 3 and (tmp_path / "out" / "reference.json").is_file()
-    assert set(info["attack_acc"]) == {"pgd-eot"} and info["versions"]["robustbench"].startswith("1.")
+    assert set(info["protocols"]["single"]["attacks"]) == {"pgd-eot"}
+    assert info["versions"]["robustbench"].startswith("1.")

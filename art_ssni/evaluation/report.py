@@ -27,8 +27,8 @@ def settings_line(results: Mapping[str, Any]) -> str:
     norm = "ℓ∞" if a["norm"] == "inf" else "ℓ2"
     return (
         f"n = {s['n_images']} images, {norm} ε = {a['eps']:g}, {a['max_iter']} iterations, EOT {a['eot']}, "
-        f"iterate chosen over {a['select_draws']} draws every {a['select_every'] or 'max_iter/10'} iterations; "
-        f"protocols: single = mean of {p['redraws']} re-judgings, "
+        f"iterate chosen over {a['select_draws']} draws every {a['select_every'] or 'max_iter/10'} iterations and "
+        f"after the last; protocols: single = mean of {p['redraws']} re-judgings, "
         f"resubmit-{p['resubmit']}, vote-{p['votes']}; seed {s['seed']}; wall time {results['wall_seconds']:.0f} s"
     )
 

@@ -65,8 +65,8 @@ def _defence_settings(name: str, x_shape: tuple[int, ...], zoo_t_star: int, t_st
 
 
 def evaluate(
+    models: Any,
     *,
-    zoo: str = "digits",
     diffusion: DiffusionModel | None = None,
     classifier: torch.nn.Module | None = None,
     nb_classes: int | None = None,
@@ -103,8 +103,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Compare ``defences`` on the first ``n_images`` test images under ``attacks``; the work of ``art-ssni evaluate``.
 
-    Models and data default to the zoo entry ``zoo``; pass ``diffusion``, ``classifier`` (with ``nb_classes``),
-    ``x`` / ``y`` and ``reference`` to use your own. Defences that need reference statistics get ``reference``,
+    Models and data default to those of ``models``, a zoo entry (``art_ssni.zoo.load("digits")``; anything with
+    its fields ``name``, ``diffusion``, ``classifier``, ``nb_classes``, ``clip_values``, ``x_test``, ``y_test``,
+    ``reference``, ``t_star``, ``eps``); pass ``diffusion``, ``classifier`` (with ``nb_classes``), ``x`` / ``y``
+    and ``reference`` to use your own. Defences that need reference statistics get ``reference``,
     the zoo's (with the zoo's model and data), or statistics fitted on ``x_train``. Each defence keeps its own
     preset ``t*`` (e.g. GDMP's 36) unless ``t_star`` is given; the others get the zoo's ``t*``.
 
@@ -113,8 +115,6 @@ def evaluate(
         ``fingerprints`` and ``defences`` (one :class:`~art_ssni.evaluation.compare.DefenceEvaluation` dict each).
     :raises ValueError: on a bad setting, before any model is loaded.
     """
-    from art_ssni import zoo as zoo_module
-
     # 1. check every setting before anything is loaded or run
     unknown = [a for a in attacks if a not in attack_registry.ATTACKS]
     if unknown:
@@ -136,7 +136,6 @@ def evaluate(
         raise ValueError(f"n_images must be an int >= 1, got {n_images!r}.")
     device = torch_device(device)
     # 2. models and data
-    models = zoo_module.load(zoo, device=device)
     own_models = diffusion is not None or x is not None
     diffusion = diffusion if diffusion is not None else models.diffusion
     if classifier is None:
@@ -209,7 +208,7 @@ def evaluate(
         **run_record(device=device, wall_seconds=wall),
         "units": "accuracies are fractions in [0, 1]; ci95 = 95 % Wilson interval",
         "settings": {
-            "zoo": zoo,
+            "zoo": getattr(models, "name", None),
             "own_models": own_models,
             "n_images": int(len(x)),
             "seed": int(seed),
