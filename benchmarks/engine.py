@@ -2,8 +2,8 @@
 
 The three engines purify the same batch, each sample ``i`` from its own noise level ``t_i``:
 
-* **masked** -- ``art_ssni.diffusion.purify``: every iteration makes one UNet call on the rows that still have steps left,
-  so a batch costs ``Σ_i steps_i`` UNet sample-evaluations (NFE).
+* **masked** -- ``art_ssni.diffusion.purify``: every iteration makes one UNet call on the rows that still have steps
+  left, so a batch costs ``Σ_i steps_i`` UNet sample-evaluations (NFE).
 * **padded** -- :func:`purify_padded`, the baseline written here: every iteration evaluates *all* ``B`` rows and
   freezes the rows that have finished (what running every sample for ``max_i steps_i`` steps costs:
   ``B · max_i steps_i``). It draws its random numbers in the same order as ``purify``, so with the same generator
