@@ -81,6 +81,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int = 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600: give the file the usual permissions of a written file
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps(data, indent=indent) + "\n")
             handle.flush()

@@ -2,8 +2,8 @@
 
 The three engines purify the same batch, each sample ``i`` from its own noise level ``t_i``:
 
-* **masked** -- ``art_ssni.purify``: every iteration makes one UNet call on the rows that still have steps left,
-  so a batch costs ``Σ_i steps_i`` UNet sample-evaluations (NFE).
+* **masked** -- ``art_ssni.diffusion.purify``: every iteration makes one UNet call on the rows that still have steps
+  left, so a batch costs ``Σ_i steps_i`` UNet sample-evaluations (NFE).
 * **padded** -- :func:`purify_padded`, the baseline written here: every iteration evaluates *all* ``B`` rows and
   freezes the rows that have finished (what running every sample for ``max_i steps_i`` steps costs:
   ``B · max_i steps_i``). It draws its random numbers in the same order as ``purify``, so with the same generator
@@ -133,7 +133,7 @@ def purify_padded(
 ) -> torch.Tensor:
     """The padded baseline: all ``B`` rows go through the UNet at every iteration; finished rows are frozen.
 
-    Same arguments and same result as :func:`art_ssni.purify` (the same random numbers are drawn in the same
+    Same arguments and same result as :func:`art_ssni.diffusion.purify` (the same random numbers are drawn in the same
     order: the forward noise, then at each iteration one ``(active rows, C, H, W)`` draw placed on the active
     rows), but it costs ``B · max_i steps_i`` UNet sample-evaluations. A finished row is evaluated as a dummy
     step from level 1 to level 0 and its result discarded.
@@ -174,7 +174,7 @@ def purify_per_sample(
     noise: torch.Tensor | None = None,
     clip_denoised: bool = True,
 ) -> torch.Tensor:
-    """The per-sample Python loop: :func:`art_ssni.purify` on one sample at a time, concatenated.
+    """The per-sample Python loop: :func:`art_ssni.diffusion.purify` on one sample at a time, concatenated.
 
     Costs ``Σ_i steps_i`` sample-evaluations in ``Σ_i steps_i`` UNet calls of one row. With ``eta = 0`` (DDIM)
     and the same ``noise`` it returns the batched result; with stochastic steps its per-step draws differ.

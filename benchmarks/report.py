@@ -136,8 +136,8 @@ def _engines(e: dict[str, Any]) -> list[str]:
     out.append("## 2. Wall time: batched masked engine vs padded engine vs per-sample loop")
     out.append("")
     out.append(
-        "Same batch, DDPM, same process, timed interleaved. *masked* = `art_ssni.purify`; *padded* = every row "
-        "through the UNet at every iteration, finished rows frozen (`benchmarks.engine.purify_padded`, built on "
+        "Same batch, DDPM, same process, timed interleaved. *masked* = `art_ssni.diffusion.purify`; *padded* = every "
+        "row through the UNet at every iteration, finished rows frozen (`benchmarks.engine.purify_padded`, built on "
         "`art_ssni.diffusion.reverse_step` / `level_schedule`); *loop* = `purify` called once per sample; "
         "*masked, UNet calls only* = the same sequence of UNet calls without the engine's bookkeeping; "
         "*zero-cost UNet stub* = `purify` with the UNet replaced by ε = 0.1·x (the engine's own work)."
@@ -202,9 +202,9 @@ def _overhead(rows_in: list[dict[str, Any]]) -> list[str]:
     out = ["## 3. SSNI overhead: score estimation vs the purification it precedes", ""]
     r0 = rows_in[0]
     out.append(
-        f"Score norms with T' = {r0['score_steps']} (`art_ssni.score_norms`) versus purification of the same batch "
-        f"at the default t* = {r0['t_star']} for every sample. *one call* = all B·T' noised copies in one UNet call "
-        f"(the library's default); *T' calls* = `score_norms(batch_size=B)`, T' UNet calls of B rows (the "
+        f"Score norms with T' = {r0['score_steps']} (`art_ssni.ssni.score_norms`) versus purification of the same "
+        f"batch at the default t* = {r0['t_star']} for every sample. *one call* = all B·T' noised copies in one UNet "
+        f"call (the library's default); *T' calls* = `score_norms(batch_size=B)`, T' UNet calls of B rows (the "
         f"one-call-per-timestep layout). DDPM purification = t* ancestral steps; DDIM = "
         f"{r0['ddim_steps']} strided steps."
     )

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("config", config) != config:
         raise SystemExit(f"{args.out} holds a study with other settings {results['config']}; use another --out.")
     results["config"] = config
-    results["command"] = "OMP_NUM_THREADS=1 python scripts/score_noise_study.py " + " ".join(sys.argv[1:])
+    results["command"] = " ".join(["OMP_NUM_THREADS=1 python scripts/score_noise_study.py", *sys.argv[1:]])
     results.setdefault("versions", versions())
 
     def save() -> None:
@@ -105,13 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     for mode in MODES:
         for seed in SEEDS:
             # (1) the reference of each seed: fixed = that seed's bank, random = fit_draws = 8 draws per image
-            stats = unit(f"reference/{mode}/{seed}", lambda m=mode, s=seed: defence(m, s).fit(x_ref).reference.to_dict())
+            stats = unit(
+                f"reference/{mode}/{seed}", lambda m=mode, s=seed: defence(m, s).fit(x_ref).reference.to_dict()
+            )
             references[(mode, seed)] = ReferenceStats.from_dict(stats)
             # (2) the mean clean level of the test images under that seed's reference and noise
             unit(
                 f"mean_t/{mode}/{seed}",
                 lambda m=mode, s=seed: float(defence(m, s, reference=references[(m, s)]).timesteps(x).mean()),
             )
+
+    # (2b) how much the level of one image moves between calls (std over 8 calls, mean over the images)
+    for mode in MODES:
+
+        def level_std(m: str = mode) -> float:
+            pre = defence(m, 0, reference=references[(m, 0)])
+            levels = np.stack([pre.timesteps(x) for _ in range(8)])
+            return float(levels.std(axis=0).mean())
+
+        unit(f"t_std_per_image/{mode}", level_std)
 
     # (3) AUROC of the score norms, (4) accuracies: seed 0 of each mode
     plain = defended_classifier(models.classifier, None, input_shape=(1, 8, 8), nb_classes=models.nb_classes)
@@ -153,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                 clean_ok = clf.predict(x).argmax(1) == y
                 adv = np.load(args.out.parent / f"adaptive_{m}_{n}_0.2.npy")
                 robust_ok = clean_ok & (clf.predict(adv).argmax(1) == y)
-                return {"clean": wilson(clean_ok.sum(), len(y)), "robust": wilson(robust_ok.sum(), len(y))}
+                return {
+                    "clean": wilson(clean_ok.sum(), len(y)),
+                    "robust": wilson(robust_ok.sum(), len(y)),
+                    "robust_per_image": robust_ok.astype(int).tolist(),  # for the paired (McNemar) comparison
+                }
 
             unit(f"accuracy/{mode}/{name}", accuracy)
     print(markdown(results))
@@ -168,8 +184,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"(digits zoo, t* = 100, T' = 20, DDIM-{cfg['steps']} purification, {cfg['n_ref']} training images per "
         f"reference, {cfg['n']} test images, PGD {cfg['iterations']} iterations, EOT {cfg['eot']}, ℓ∞, step ε/4)."
     )
-    lines += ["", "| score_noise | reference mean, 8 seeds (min–max) | spread / τ | mean clean t, 8 seeds (min–max) |"]
-    lines += ["|---|---|---|---|"]
+    lines += [
+        "",
+        "| score_noise | reference mean, 8 seeds (min–max) | spread / τ | mean clean t, 8 seeds (min–max) "
+        "| std of one image's t over 8 calls |",
+        "|---|---|---|---|---|",
+    ]
     for mode in MODES:
         means = [results[f"reference/{mode}/{s}"]["mean"] for s in SEEDS if f"reference/{mode}/{s}" in results]
         stds = [results[f"reference/{mode}/{s}"]["std"] for s in SEEDS if f"reference/{mode}/{s}" in results]
@@ -177,9 +197,10 @@ def markdown(results: dict[str, Any]) -> str:
         if not means:
             continue
         tau = float(np.mean(stds))
+        t_std = results.get(f"t_std_per_image/{mode}", float("nan"))
         lines.append(
             f"| {mode} | {min(means):.2f}–{max(means):.2f} | {(max(means) - min(means)) / tau:.3f} "
-            f"(τ = {tau:.2f}) | {min(ts):.1f}–{max(ts):.1f} |"
+            f"(τ = {tau:.2f}) | {min(ts):.1f}–{max(ts):.1f} | {t_std:.2f} |"
         )
     lines += ["", "| score_noise | attack | AUROC ε = 0.05 | ε = 0.1 | ε = 0.2 |", "|---|---|---|---|---|"]
     for mode in MODES:
@@ -198,6 +219,17 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {mode} | {name.upper()} | {100 * c['acc']:.1f} % [{100 * c['lo']:.1f}, {100 * c['hi']:.1f}] "
                     f"(n = {c['n']}) | {100 * r['acc']:.1f} % [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}] |"
                 )
+    for name in ("ssni-n", "ssni-l"):
+        a, b = results.get(f"accuracy/fixed/{name}"), results.get(f"accuracy/random/{name}")
+        if a and b and "robust_per_image" in a and "robust_per_image" in b:
+            fa, ra = np.asarray(a["robust_per_image"]), np.asarray(b["robust_per_image"])
+            only_fixed, only_random = int((fa & ~ra.astype(bool)).sum()), int((ra & ~fa.astype(bool)).sum())
+            p = binomtest(only_fixed, only_fixed + only_random).pvalue if only_fixed + only_random else 1.0
+            lines.append(
+                f"\n{name.upper()} robust, fixed vs random (same images, each mode under its own adaptive attack): "
+                f"{only_fixed} images robust only with the fixed bank, {only_random} only with random noise; "
+                f"exact McNemar p = {p:.3f}."
+            )
     return "\n".join(lines)
 
 
