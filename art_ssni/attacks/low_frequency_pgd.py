@@ -10,6 +10,7 @@ from scipy.fft import dctn, idctn  # type: ignore[import-untyped]
 
 from art_ssni._common import is_finite_real
 from art_ssni.attacks.pgd_eot import PGDEOT
+from art_ssni.attacks.requirements import Requires
 
 __all__ = ["LowFrequencyPGD", "band_energy", "band_mask", "band_project"]
 
@@ -78,6 +79,7 @@ class LowFrequencyPGD(PGDEOT):
     """
 
     attack_params = PGDEOT.attack_params + ["cutoff"]
+    defence_requirements = (Requires.PURIFIER,)  # aimed at diffusion purification (DiffBreak)
 
     def __init__(
         self,

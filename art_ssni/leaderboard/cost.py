@@ -64,8 +64,10 @@ def unet_evaluations(
     n_attacks = 0
     for name in run:
         per_iter = grad
-        if name == "score-aware":
+        if name in ("score-aware", "score-aware-stealth"):
             per_iter += 3 * score
+        elif name in ("selective-eot", "selective-eot-vote"):  # every EOT copy is its own row, scored too
+            per_iter = protocol.eot * score + (4 if checkpoint else 3) * protocol.eot * k
         elif name == "score-aware-st":
             per_iter += 3 * protocol.eot * score
         iters = protocol.iterations_of(name)
@@ -76,6 +78,8 @@ def unet_evaluations(
             plan = SimpleNamespace(max_iter=iters, select_every=None)
             judgings = len(PGDEOT.checkpoints(plan))  # type: ignore[arg-type]
             out[name] = iters * per_iter + judgings * protocol.select_draws * predict
+            if name.startswith("score-aware"):  # keep_pgd_eot: a PGD-EOT run, two judgings, the recorded t
+                out[name] += iters * grad + (judgings + 2) * protocol.select_draws * predict + 2 * score
             n_attacks += 1
     out["evaluation"] = (1 + n_attacks) * (protocol.redraws + protocol.resubmit + protocol.votes) * predict
     out["total"] = sum(out.values())
