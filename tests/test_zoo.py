@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +15,13 @@ import torch
 
 from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, zoo
 from art_ssni.zoo.classifier import DigitsCNN, load_classifier, save_classifier
-from art_ssni.zoo.report import QUALITY_BARS, quality_checks, render
 
 ROOT = Path(__file__).resolve().parents[1]
+_SPEC = importlib.util.spec_from_file_location("zoo_report", ROOT / "scripts" / "zoo_report.py")
+assert _SPEC is not None and _SPEC.loader is not None
+zoo_report = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(zoo_report)
+QUALITY_BARS, quality_checks, render = zoo_report.QUALITY_BARS, zoo_report.quality_checks, zoo_report.render
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +177,27 @@ def test_docs_are_generated_from_metrics():
     assert (ROOT / "docs" / "zoo.md").read_text() == render(zoo.weights_dir("digits"), "digits")
 
 
+def test_docs_tables_order_numbers_numerically():
+    keys, values = zoo_report._numeric_row({"100": 0.1, "25": 0.2, "300": 0.3, "50": 0.4})
+    assert keys == ["25", "50", "100", "300"] and values == [0.2, 0.4, 0.1, 0.3]
+    page = (ROOT / "docs" / "zoo.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| t* |"))
+    t_stars = [int(v) for v in row.strip("|").split("|")[1:]]
+    assert t_stars == sorted(t_stars) and len(t_stars) > 1
+
+
+def test_loading_the_zoo_never_imports_the_trainer():
+    code = (
+        "import sys, art_ssni.zoo as z; z.load('digits'); z.reference_stats('digits'); z.metrics('digits'); "
+        "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('art_ssni.zoo'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "art_ssni.zoo" in loaded and "art_ssni.zoo.files" in loaded  # the probe saw the zoo's own modules
+    assert "art_ssni.zoo.train" not in loaded and "art_ssni.zoo.measure" not in loaded
+    assert callable(zoo.train_zoo)  # still reachable: imported on first use
+
+
 # ---------------------------------------------------------------------------------------------- data split
 def test_split_is_deterministic_and_fresh():
     first = zoo.load_digits_split()
@@ -260,8 +288,11 @@ def test_train_zoo_writes_loadable_reproducible_files(tmp_path):
     assert metrics["n_test_images"] == 4 and metrics["unet_steps"] == 2 and metrics["seed"] == 3
     assert set(metrics["undefended_pgd_accuracy"]) == {"0.1", f"{models.eps:g}"}
     assert set(metrics["diffpure_clean_accuracy_by_t_star"]) == {"3", "5"}
-    for key in ("classifier_clean_accuracy", "diffpure_clean_accuracy", "ssni_n_clean_accuracy"):
-        assert 0.0 <= metrics[key] <= 1.0
+    x4, y4 = zoo.load_digits_split(seed=3)[2:]
+    predicted = models.classifier(torch.from_numpy(x4[:4])).argmax(1).numpy()
+    assert metrics["classifier_clean_accuracy"] == np.mean(predicted == y4[:4])  # recomputed from the saved CNN
+    for key in ("diffpure_clean_accuracy", "ssni_n_clean_accuracy"):
+        assert metrics[key] * 4 == round(metrics[key] * 4)  # a count of 4 test images, not any number
     # same seed, same machine: identical weights and reference statistics
     for name in ("classifier.safetensors", "unet/diffusion_pytorch_model.safetensors", "reference.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
