@@ -31,7 +31,8 @@ def test_evaluate_small_writes_json_and_plots(tmp_path, capsys):
     assert {"torch", "diffusers", "adversarial-robustness-toolbox"} <= set(results["versions"])
     for row in results["defences"]:
         res = row["result"]
-        assert 0.0 <= res["worst_case_accuracy"] <= 1.0 and res["n"] == 4
+        assert res["n"] == 4 and len(res["worst_case_correct"]) == 4
+        assert res["worst_case_accuracy"] == sum(res["worst_case_correct"]) / 4  # the stored verdicts add up
         assert "pgd-eot" in row["attacks"]
         assert ("score-aware" in row["attacks"]) == row["defence"].startswith("ssni")
     ssni = results["defences"][2]

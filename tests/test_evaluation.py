@@ -182,5 +182,6 @@ def test_end_to_end_with_ssni_and_pgd_eot(model, images):
     attacks = {"pgd-eot": PGDEOT(clf, eps=0.1, eps_step=0.05, max_iter=2, eot_iter=1, verbose=False)}
     result = robust_accuracy(clf, x, y, attacks, votes=3)
     assert result.n == 3 and set(result.attack_accuracy) == {"pgd-eot"}
-    assert 0.0 <= result.worst_case_accuracy <= 1.0 and len(result.worst_case_vote_correct) == 3
+    assert len(result.worst_case_correct) == 3 and len(result.worst_case_vote_correct) == 3
+    assert result.worst_case_accuracy == np.mean(result.worst_case_correct)  # the verdicts add up to the accuracy
     assert result.worst_case_inputs.shape == x.shape

@@ -409,7 +409,6 @@ def test_leaderboard_killed_with_sigkill_resumes_to_the_same_json(tmp_path):
     import sys
     import time
 
-    pytest.importorskip("art_ssni.leaderboard")
     done = attempt("fault", "leaderboard run killed with SIGKILL mid-run, then restarted")
     script = tmp_path / "run.py"
     script.write_text(_LEADERBOARD_RUN.format(repo=str(Path(__file__).resolve().parents[1])))
