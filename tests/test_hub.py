@@ -171,3 +171,18 @@ def test_saved_defence_repo_resolves_to_a_loadable_folder(tmp_path, model, image
     assert (root / "ssni_config.json").is_file()
     loaded = SSNIPreprocessor.from_pretrained(root)
     assert np.array_equal(loaded(images)[0], pre(images)[0])
+
+
+def test_cli_diffusion_takes_a_hub_id(tmp_path, pipeline_folder, images, monkeypatch):
+    """`art-ssni calibrate --diffusion org/name` reads the id from the Hub cache, as from the folder."""
+    from huggingface_hub import constants
+
+    from art_ssni.cli import main
+
+    add_to_cache(tmp_path / "cache", "org/ddpm-tiny", pipeline_folder, commit=COMMIT_A)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))  # what HF_HUB_CACHE sets at import
+    np.save(tmp_path / "x.npy", images)
+    common = ["calibrate", "--images", str(tmp_path / "x.npy"), "--score-steps", "2", "--seed", "0"]
+    assert main([*common, "--diffusion", "org/ddpm-tiny", "--out", str(tmp_path / "by_id.json")]) == 0
+    assert main([*common, "--diffusion", str(pipeline_folder), "--out", str(tmp_path / "by_folder.json")]) == 0
+    assert (tmp_path / "by_id.json").read_text() == (tmp_path / "by_folder.json").read_text()
