@@ -226,6 +226,13 @@ def test_classifier_round_trip(tmp_path):
     assert json.loads((tmp_path / "classifier.json").read_text())["channels"] == [4, 8]
 
 
+def test_progress_bars_stay_out_of_logs(tmp_path, capfd):
+    """progress=True with output that is not a terminal (a log, CI): tqdm disables itself, no \\r frames."""
+    zoo.train_zoo(tmp_path, seed=3, **{**TINY, "progress": True})
+    err = capfd.readouterr().err
+    assert "\r" not in err and "UNet (DDPM)" not in err and "DiffPure t* grid" not in err
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
