@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the Hugging Face Hub (read by huggingface_hub at import)
 
 import numpy as np
 import pytest
@@ -28,6 +32,27 @@ def make_tiny_unet(channels: int = 1, size: int = 8, seed: int = 0) -> UNet2DMod
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
     )
+
+
+def add_to_cache(cache: Path, repo_id: str, folder: Path, *, commit: str, refs: tuple[str, ...] = ("main",)) -> Path:
+    """Copy ``folder`` into ``cache`` as the snapshot ``commit`` of ``repo_id``; point ``refs`` at it."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        target = snapshot / file.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.symlink_to(blob)
+        except OSError:  # no symlinks (e.g. Windows without developer mode): huggingface_hub then copies too
+            shutil.copyfile(blob, target)
+    for ref in refs:
+        (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    return snapshot
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ from unittest import mock
 import torch
 
 from art_ssni import defences as registry
+from art_ssni._common import art_device_type
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.reference import ReferenceStats
@@ -242,9 +243,12 @@ class DefendedModel(torch.nn.Module):
 def _diffusion(diffusion: DiffusionModel | str | os.PathLike[str]) -> DiffusionModel:
     if isinstance(diffusion, DiffusionModel):
         return diffusion
-    if isinstance(diffusion, (str, os.PathLike)):
+    if isinstance(diffusion, (str, os.PathLike)):  # a local folder or a Hub repo id (huggingface_hub's cache)
         return DiffusionModel.from_pretrained(diffusion)
-    raise TypeError(f"diffusion must be a DiffusionModel or a local diffusers folder, got {type(diffusion).__name__}.")
+    raise TypeError(
+        "diffusion must be a DiffusionModel, a local diffusers folder or a Hugging Face Hub repo id, "
+        f"got {type(diffusion).__name__}."
+    )
 
 
 def defend(
@@ -259,19 +263,20 @@ def defend(
     """Any ``[0, 1]``-input classifier behind the registered ``defence`` (no RobustBench needed).
 
     :param classifier: ``(B, C, H, W)`` in ``[0, 1]`` → logits.
-    :param diffusion: a :class:`~art_ssni.DiffusionModel` or a local diffusers folder.
+    :param diffusion: a :class:`~art_ssni.DiffusionModel`, a local diffusers folder or a Hub repo id such as
+        ``"google/ddpm-cifar10-32"`` (see :meth:`~art_ssni.DiffusionModel.from_pretrained`; for a revision, a
+        cache folder or half precision, load it with that method and pass the model).
     :param defence: a name of :func:`art_ssni.defences.available` (``"diffpure"``, ``"ssni-n"``, ``"ssni-l"``...).
     :param reference: SSNI's reference statistics (or fit later: ``model.preprocessor.fit(x_clean)``).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param ssni_kwargs: settings of the defence (``t_star``, ``sampler``, ``steps``, ``gradient``, ``seed``...).
     """
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}.")
+    device_type = art_device_type(device)
     pre = registry.make(
         defence,
         _diffusion(diffusion),
         reference=reference,
-        device_type="gpu" if device == "cuda" else "cpu",
+        device_type=device_type,
         clip_values=(0.0, 1.0),
         **ssni_kwargs,
     )
@@ -292,7 +297,7 @@ def load_defended_model(
 ) -> DefendedModel:
     """RobustBench model ``model_name`` behind an SSNI (or other registered) purifier, as one ``nn.Module``.
 
-    >>> model = load_defended_model("Standard", model_dir="./models", diffusion="./ddpm-cifar10-32",
+    >>> model = load_defended_model("Standard", model_dir="./models", diffusion="google/ddpm-cifar10-32",
     ...                             reference=ReferenceStats.from_json("reference.json"), t_star=100)
     >>> robustbench.utils.clean_accuracy(model, x_test, y_test, device=torch.device("cpu"))
 
@@ -300,7 +305,8 @@ def load_defended_model(
     :param dataset: ``"cifar10"``, ``"cifar100"`` or ``"imagenet"`` (the diffusion model must match its size).
     :param threat_model: RobustBench threat model of the classifier (``"Linf"``, ``"L2"``, ``"corruptions"``).
     :param model_dir: RobustBench's model folder.
-    :param diffusion: a :class:`~art_ssni.DiffusionModel` or a local diffusers folder (e.g. google/ddpm-cifar10-32).
+    :param diffusion: a :class:`~art_ssni.DiffusionModel`, a local diffusers folder or a Hugging Face Hub repo id
+        (e.g. ``"google/ddpm-cifar10-32"``, read from huggingface_hub's cache; ``HF_HUB_OFFLINE=1`` never downloads).
     :param reference: SSNI's reference statistics.
     :param defence: registered defence name (default SSNI-N).
     :param device: ``"cpu"`` or ``"cuda"``.
@@ -347,5 +353,5 @@ def as_art_classifier(
         input_shape=(unet.in_channels, unet.sample_size, unet.sample_size),
         nb_classes=NB_CLASSES[dataset],
         clip_values=(0.0, 1.0),
-        device_type="gpu" if device == "cuda" else "cpu",
+        device_type=art_device_type(device),
     )

@@ -32,6 +32,7 @@ TEST_FILES = [
     "tests/test_faults.py",
     "tests/test_security.py",
     "tests/test_memory_bound.py",
+    "integration_tests/test_torchrun_leaderboard.py::test_killed_run_resumes_and_matches",
 ]
 
 

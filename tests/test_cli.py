@@ -14,11 +14,11 @@ SMALL = ["--n-images", "4", "--iterations", "1", "--eot", "1", "--quiet", "--ste
 
 
 def test_help_everywhere(capsys):
-    for argv in (["--help"], ["evaluate", "--help"], ["calibrate", "--help"], ["train-zoo", "--help"]):
+    for argv in (["--help"], *([cmd, "--help"] for cmd in ("evaluate", "calibrate", "train-zoo", "leaderboard"))):
         with pytest.raises(SystemExit) as err:
             main(argv)
         assert err.value.code == 0
-    assert "usage: art-ssni" in capsys.readouterr().out
+        assert f"usage: art-ssni {' '.join(argv[:-1])}".rstrip() in capsys.readouterr().out, argv
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ match what the tox matrix proves. (The wheel itself is built, inspected and inst
 
 from __future__ import annotations
 
-import ast
 import configparser
 import importlib.util
 import re
@@ -163,79 +162,7 @@ def test_wheel_checker_expects_the_shipped_zoo_files():
     assert check.source_version() == _version.__version__
 
 
-# ------------------------------------------------------------------------- package structure (docs/architecture.md)
-#: layer of every subpackage / module of art_ssni (docs/architecture.md's table)
-LAYERS = {
-    "_version": 0,
-    "_common": 0,
-    "diffusion": 1,
-    "ssni": 2,
-    "preprocessor": 3,
-    "_inputs": 3,
-    "_defence_files": 3,
-    "voting": 3,
-    "defences": 4,
-    "attacks": 5,
-    "evaluation": 5,
-    "zoo": 6,
-    "robustbench": 7,
-    "leaderboard": 7,
-    "cli": 8,
-    "cli_frontier": 8,
-    "plots": 8,
-}
-CORE_FORBIDDEN = {"art", "robustbench", "matplotlib", "tqdm"}
-ONLY_IN = {"matplotlib": {"plots"}, "robustbench": {"robustbench"}}
-
-
-def _imports(path: Path) -> tuple[set[str], set[str]]:
-    """(art_ssni top-level components, third-party top-level packages) imported anywhere in ``path``."""
-    internal: set[str] = set()
-    external: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "art_ssni":
-                internal |= {alias.name for alias in node.names}
-            elif node.module.startswith("art_ssni."):
-                internal.add(node.module.split(".")[1])
-            else:
-                external.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("art_ssni."):
-                    internal.add(alias.name.split(".")[1])
-                elif alias.name != "art_ssni":
-                    external.add(alias.name.split(".")[0])
-    return internal, external
-
-
-MODULES = sorted(p for p in (ROOT / "art_ssni").rglob("*.py") if p.parent.name != "__pycache__")
-
-
-def _component(path: Path) -> str:
-    parts = path.relative_to(ROOT / "art_ssni").with_suffix("").parts
-    return parts[0]
-
-
-def test_every_module_has_a_layer():
-    components = {_component(p) for p in MODULES if p.name != "__init__.py" or p.parent != ROOT / "art_ssni"}
-    assert components <= set(LAYERS), f"add {sorted(components - set(LAYERS))} to LAYERS and docs/architecture.md"
-
-
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_layering(path: Path):
-    if path == ROOT / "art_ssni" / "__init__.py":
-        return  # the package root re-exports the public API of the lower layers
-    own = _component(path)
-    internal, external = _imports(path)
-    higher = sorted(m for m in internal - {own} if m in LAYERS and LAYERS[m] > LAYERS[own])
-    assert not higher, f"{own} (layer {LAYERS[own]}) imports higher layer(s) {higher}"
-    assert internal <= set(LAYERS) | {"DiffusionModel", "ReferenceStats", "SSNIPreprocessor", "__version__"}, internal
-    if LAYERS[own] <= 2:
-        assert not external & CORE_FORBIDDEN, f"core module imports {sorted(external & CORE_FORBIDDEN)}"
-    for package, allowed in ONLY_IN.items():
-        if package in external:
-            assert own in allowed, f"{package} may only be imported by {sorted(allowed)}"
+# the layering of docs/architecture.md is checked by tests/test_layering.py
 
 
 def test_top_level_names_used_by_the_cli_are_public():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.util
 import io
 import json
 import pickle
@@ -230,7 +231,8 @@ def test_torch_load_weights_only_refuses(tmp_path, payload):
 
 def test_robustbench_loader_refuses_a_malicious_pt(tmp_path, payload):
     """The torch RobustBench sees inside art_ssni.robustbench forces weights_only=True."""
-    robustbench = pytest.importorskip("art_ssni.robustbench")
+    from art_ssni import robustbench  # our own module: a broken import fails, never skips
+
     target, evil = payload
     pt = _malicious_pt(tmp_path / "models" / "cifar10" / "Linf" / "Standard.pt", evil)
     _refused("art_ssni.robustbench: torch.load shim", target, lambda: robustbench._WeightsOnlyTorch.load(pt))
@@ -239,10 +241,19 @@ def test_robustbench_loader_refuses_a_malicious_pt(tmp_path, payload):
         target,
         lambda: robustbench._WeightsOnlyTorch.load(pt, weights_only=False),
     )
-    try:
-        robustbench.import_robustbench()
-    except ImportError:
-        return  # the optional extra is not installed here; the shim above is what load_classifier uses
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("robustbench") is None,
+    reason="needs the robustbench extra (pip install 'art-ssni[robustbench]'; tox -e robustbench)",
+)
+def test_robustbench_load_classifier_refuses_a_malicious_pt(tmp_path, payload):
+    """RobustBench's own load_model, called by load_classifier, reads through the weights-only shim."""
+    from art_ssni import robustbench
+
+    target, evil = payload
+    _malicious_pt(tmp_path / "models" / "cifar10" / "Linf" / "Standard.pt", evil)
+    robustbench.import_robustbench()
     _refused(
         "art_ssni.robustbench.load_classifier of a RobustBench .pt",
         target,
@@ -313,7 +324,8 @@ def test_pickled_numpy_arrays_are_refused_by_the_cli(tmp_path, payload):
 
 
 def test_malicious_cifar_batch_is_refused(tmp_path, payload):
-    data = pytest.importorskip("art_ssni.leaderboard.data")
+    from art_ssni.leaderboard import data
+
     target, evil = payload
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 from pathlib import Path
@@ -12,9 +13,13 @@ import torch
 
 from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, zoo
 from art_ssni.zoo.classifier import DigitsCNN, load_classifier, save_classifier
-from art_ssni.zoo.report import QUALITY_BARS, quality_checks, render
 
 ROOT = Path(__file__).resolve().parents[1]
+_SPEC = importlib.util.spec_from_file_location("zoo_report", ROOT / "scripts" / "zoo_report.py")
+assert _SPEC is not None and _SPEC.loader is not None
+zoo_report = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(zoo_report)
+QUALITY_BARS, quality_checks, render = zoo_report.QUALITY_BARS, zoo_report.quality_checks, zoo_report.render
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +175,15 @@ def test_docs_are_generated_from_metrics():
     assert (ROOT / "docs" / "zoo.md").read_text() == render(zoo.weights_dir("digits"), "digits")
 
 
+def test_docs_tables_order_numbers_numerically():
+    keys, values = zoo_report._numeric_row({"100": 0.1, "25": 0.2, "300": 0.3, "50": 0.4})
+    assert keys == ["25", "50", "100", "300"] and values == [0.2, 0.4, 0.1, 0.3]
+    page = (ROOT / "docs" / "zoo.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| t* |"))
+    t_stars = [int(v) for v in row.strip("|").split("|")[1:]]
+    assert t_stars == sorted(t_stars) and len(t_stars) > 1
+
+
 # ---------------------------------------------------------------------------------------------- data split
 def test_split_is_deterministic_and_fresh():
     first = zoo.load_digits_split()
@@ -210,6 +224,13 @@ def test_classifier_round_trip(tmp_path):
         torch.testing.assert_close(loaded(x), model(x))
     assert not loaded.training
     assert json.loads((tmp_path / "classifier.json").read_text())["channels"] == [4, 8]
+
+
+def test_progress_bars_stay_out_of_logs(tmp_path, capfd):
+    """progress=True with output that is not a terminal (a log, CI): tqdm disables itself, no \\r frames."""
+    zoo.train_zoo(tmp_path, seed=3, **{**TINY, "progress": True})
+    err = capfd.readouterr().err
+    assert "\r" not in err and "UNet (DDPM)" not in err and "DiffPure t* grid" not in err
 
 
 @pytest.mark.parametrize(
@@ -260,8 +281,11 @@ def test_train_zoo_writes_loadable_reproducible_files(tmp_path):
     assert metrics["n_test_images"] == 4 and metrics["unet_steps"] == 2 and metrics["seed"] == 3
     assert set(metrics["undefended_pgd_accuracy"]) == {"0.1", f"{models.eps:g}"}
     assert set(metrics["diffpure_clean_accuracy_by_t_star"]) == {"3", "5"}
-    for key in ("classifier_clean_accuracy", "diffpure_clean_accuracy", "ssni_n_clean_accuracy"):
-        assert 0.0 <= metrics[key] <= 1.0
+    x4, y4 = zoo.load_digits_split(seed=3)[2:]
+    predicted = models.classifier(torch.from_numpy(x4[:4])).argmax(1).numpy()
+    assert metrics["classifier_clean_accuracy"] == np.mean(predicted == y4[:4])  # recomputed from the saved CNN
+    for key in ("diffpure_clean_accuracy", "ssni_n_clean_accuracy"):
+        assert metrics[key] * 4 == round(metrics[key] * 4)  # a count of 4 test images, not any number
     # same seed, same machine: identical weights and reference statistics
     for name in ("classifier.safetensors", "unet/diffusion_pytorch_model.safetensors", "reference.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -24,6 +24,8 @@ import torch
 from diffusers.configuration_utils import ConfigMixin
 from safetensors import safe_open
 
+from art_ssni.diffusion.hub import PICKLE_SUFFIXES, UNET_WEIGHTS, resolve
+
 if TYPE_CHECKING:  # diffusers' lazy top-level module shows type checkers placeholder classes: name the real ones
     from diffusers.models.unets.unet_2d import UNet2DModel
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler
@@ -33,18 +35,15 @@ else:
 
 __all__ = ["DiffusionModel", "default_scheduler"]
 
-_UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
 
 def _read_json_object(file: Path) -> dict[str, Any]:
     """A JSON object read from ``file``; ``ValueError`` naming the file when it is not one."""
     try:
         data = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise ValueError(f"path: {str(file)!r} is not valid JSON ({err}).") from err
+        raise ValueError(f"name_or_path: {str(file)!r} is not valid JSON ({err}).") from err
     if not isinstance(data, dict):
-        raise ValueError(f"path: {str(file)!r} must hold a JSON object, got {type(data).__name__}.")
+        raise ValueError(f"name_or_path: {str(file)!r} must hold a JSON object, got {type(data).__name__}.")
     return data
 
 
@@ -102,49 +101,83 @@ class DiffusionModel(torch.nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str]) -> DiffusionModel:
-        """Load from a local diffusers folder, offline, safetensors only (no pickle).
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        subfolder: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        torch_dtype: torch.dtype | None = None,
+    ) -> DiffusionModel:
+        """Load from a local diffusers folder or a Hugging Face Hub repo id, safetensors only (no pickle).
 
-        Two layouts are accepted: a pipeline folder with ``unet/`` (and optionally ``scheduler/``) subfolders, as
-        written by diffusers' ``DDPMPipeline.save_pretrained`` and by :meth:`save_pretrained`; or a bare UNet folder
-        (``config.json`` + ``diffusion_pytorch_model.safetensors``, optionally ``scheduler_config.json``). Without a
-        scheduler config the DDPM linear schedule is used.
+        >>> model = DiffusionModel.from_pretrained("google/ddpm-cifar10-32")            # Hub id (cached)
+        >>> model = DiffusionModel.from_pretrained("./ddpm-cifar10-32")                 # local folder
+
+        A repo id is resolved by :func:`art_ssni.diffusion.hub.resolve` through huggingface_hub, with its cache
+        (``HF_HUB_CACHE`` / ``cache_dir``), offline mode (``HF_HUB_OFFLINE=1`` / ``local_files_only=True``) and
+        revision pinning. Two layouts are accepted: a pipeline folder with ``unet/`` (and optionally
+        ``scheduler/``) subfolders, as written by diffusers' ``DDPMPipeline.save_pretrained`` and by
+        :meth:`save_pretrained`; or a bare UNet folder (``config.json`` + ``diffusion_pytorch_model.safetensors``,
+        optionally ``scheduler_config.json``). Without a scheduler config the DDPM linear schedule is used.
+
+        :param name_or_path: a local folder or a Hub repo id (an existing folder wins).
+        :param revision: Hub branch, tag or commit hash (pin a commit for reproducible runs).
+        :param subfolder: the folder inside ``name_or_path`` that holds the model.
+        :param cache_dir: the Hub cache folder (default: huggingface_hub's).
+        :param local_files_only: ``True``: never touch the network; ``None``: follow ``HF_HUB_OFFLINE``.
+        :param torch_dtype: floating dtype of the UNet (``torch.float16`` / ``torch.bfloat16`` for half
+            precision); the schedule constants stay float32. Default: the dtype of the saved weights, as float32.
+        :raises FileNotFoundError: a one-line message when the folder or repo cannot be found.
+        :raises ValueError: for pickle-only weights (named, with how to convert them), corrupt or mismatched files.
         """
-        root = Path(path)
-        if not root.is_dir():
-            raise FileNotFoundError(f"path: diffusion model folder {str(root)!r} does not exist.")
+        if torch_dtype is not None and (not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point):
+            raise TypeError(f"torch_dtype must be None or a floating torch.dtype, got {torch_dtype!r}.")
+        root = resolve(
+            name_or_path,
+            revision=revision,
+            subfolder=subfolder,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
         unet_dir = root / "unet" if (root / "unet").is_dir() else root
         sched_dir = root / "scheduler" if (root / "scheduler").is_dir() else root
-        config_file, weights_file = unet_dir / "config.json", unet_dir / _UNET_WEIGHTS
+        config_file, weights_file = unet_dir / "config.json", unet_dir / UNET_WEIGHTS
         if not config_file.is_file():
-            raise FileNotFoundError(f"path: no UNet config.json in {str(unet_dir)!r}.")
+            raise FileNotFoundError(f"name_or_path: no UNet config.json in {str(unet_dir)!r}.")
         _read_json_object(config_file)
         if not weights_file.is_file():
-            pickled = sorted(p.name for p in unet_dir.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+            pickled = sorted(p.name for p in unet_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
             if pickled:
                 raise ValueError(
-                    f"path: {str(unet_dir)!r} holds only pickle weights {pickled}, which are never loaded (unpickling "
-                    f"can run code); convert them to {_UNET_WEIGHTS} (safetensors) from a trusted environment."
+                    f"name_or_path: {str(unet_dir)!r} holds only pickle weights {pickled}, which are never loaded "
+                    f"(unpickling can run code); convert them to {UNET_WEIGHTS} in a trusted environment: "
+                    "UNet2DModel.from_pretrained(folder, use_safetensors=False).save_pretrained(out, "
+                    "safe_serialization=True)."
                 )
-            raise FileNotFoundError(f"path: UNet weights {str(weights_file)!r} do not exist.")
+            raise FileNotFoundError(f"name_or_path: UNet weights {str(weights_file)!r} do not exist.")
         try:  # the header check also catches truncated files (the header must cover the whole file)
             with safe_open(str(weights_file), framework="pt") as handle:
                 weight_names = set(handle.keys())
         except Exception as err:  # safetensors raises its own SafetensorError, not a ValueError
-            raise ValueError(f"path: {str(weights_file)!r} is not a valid safetensors file ({err}).") from err
+            raise ValueError(f"name_or_path: {str(weights_file)!r} is not a valid safetensors file ({err}).") from err
         try:
             unet = UNet2DModel.from_pretrained(
                 unet_dir, use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False
             )
+            if torch_dtype is not None:
+                unet = unet.to(torch_dtype)
         except (OSError, RuntimeError, ValueError, TypeError, KeyError, NotImplementedError) as err:
             raise ValueError(
-                f"path: cannot build the UNet from {str(config_file)!r} and {str(weights_file)!r} (corrupt, or the "
-                f"config does not match the weights): {err}"
+                f"name_or_path: cannot build the UNet from {str(config_file)!r} and {str(weights_file)!r} (corrupt, "
+                f"or the config does not match the weights): {err}"
             ) from err
         missing, unexpected = set(unet.state_dict()) - weight_names, weight_names - set(unet.state_dict())
         if missing or unexpected:
             raise ValueError(
-                f"path: {str(config_file)!r} does not match the weights {str(weights_file)!r}: "
+                f"name_or_path: {str(config_file)!r} does not match the weights {str(weights_file)!r}: "
                 f"{len(missing)} parameter(s) missing (e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected "
                 f"(e.g. {sorted(unexpected)[:3]})."
             )
@@ -156,13 +189,13 @@ class DiffusionModel(torch.nn.Module):
             try:
                 scheduler = kind.from_config(kind.load_config(sched_dir, local_files_only=True))
             except (OSError, RuntimeError, ValueError, TypeError, KeyError, NotImplementedError) as err:
-                raise ValueError(f"path: invalid scheduler config {str(sched_file)!r}: {err}") from err
+                raise ValueError(f"name_or_path: invalid scheduler config {str(sched_file)!r}: {err}") from err
         else:
             scheduler = default_scheduler()
         try:
             return cls(unet, scheduler)
         except (TypeError, ValueError) as err:  # e.g. a v-prediction scheduler or a learned-variance mismatch
-            raise ValueError(f"path: {str(root)!r} is not an ε-prediction UNet + scheduler: {err}") from err
+            raise ValueError(f"name_or_path: {str(root)!r} is not an ε-prediction UNet + scheduler: {err}") from err
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """Write ``unet/`` (config + safetensors weights) and ``scheduler/`` into ``path``."""

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,7 +23,10 @@ from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.ssni.reference import ReferenceStats
 from art_ssni.zoo.classifier import DigitsCNN, load_classifier
 from art_ssni.zoo.data import load_digits_split
-from art_ssni.zoo.train import ZOO_CONFIG, ZOO_METRICS, ZOO_REFERENCE, train_zoo
+from art_ssni.zoo.files import ZOO_CONFIG, ZOO_METRICS, ZOO_REFERENCE
+
+if TYPE_CHECKING:
+    from art_ssni.zoo.train import train_zoo
 
 __all__ = [
     "DigitsCNN",
@@ -155,3 +159,12 @@ def load(
         score_steps=score_steps,
         path=root,
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``train_zoo`` is imported on first use: loading the zoo never imports the trainer (ART, tqdm, training)."""
+    if name == "train_zoo":
+        from art_ssni.zoo.train import train_zoo
+
+        return train_zoo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

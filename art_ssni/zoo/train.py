@@ -27,16 +27,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from art_ssni._common import is_finite_real, is_int, versions
 from art_ssni.diffusion.architectures import digits_unet
 from art_ssni.diffusion.model import DiffusionModel, default_scheduler
 from art_ssni.zoo.classifier import DigitsCNN, save_classifier
 from art_ssni.zoo.data import DIGITS_TEST_SIZE, load_digits_split
+from art_ssni.zoo.files import ZOO_CONFIG, ZOO_METRICS, ZOO_REFERENCE
+from art_ssni.zoo.measure import ema_test_loss, evaluate_zoo
 
-__all__ = ["ZOO_CONFIG", "ZOO_METRICS", "ZOO_REFERENCE", "evaluate_zoo", "make_digits_unet", "train_zoo"]
-
-ZOO_CONFIG = "zoo.json"
-ZOO_METRICS = "metrics.json"
-ZOO_REFERENCE = "reference.json"
+__all__ = ["make_digits_unet", "train_zoo"]
 
 
 def make_digits_unet() -> Any:
@@ -45,13 +44,12 @@ def make_digits_unet() -> Any:
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
 
 
 def _check_float(name: str, value: Any, low: float, high: float, *, low_open: bool = True) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and (low < value if low_open else low <= value) and value <= high
+    ok = is_finite_real(value) and (low < value if low_open else low <= value) and value <= high
     if not ok:
         bracket = "(" if low_open else "["
         raise ValueError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}.")
@@ -93,7 +91,7 @@ def _train_unet(
     losses: list[float] = []
     order = torch.randperm(data.shape[0], generator=gen)
     cursor = 0
-    bar = tqdm(range(steps), desc="UNet (DDPM)", disable=not progress, mininterval=2.0)
+    bar = tqdm(range(steps), desc="UNet (DDPM)", disable=None if progress else True, mininterval=2.0)
     for step in bar:
         if cursor + batch_size > order.numel():  # a new epoch: reshuffle
             order, cursor = torch.randperm(data.shape[0], generator=gen), 0
@@ -135,7 +133,7 @@ def _train_classifier(
     model = DigitsCNN().train()
     x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in tqdm(range(epochs), desc="classifier", disable=not progress):
+    for _ in tqdm(range(epochs), desc="classifier", disable=None if progress else True):
         order = torch.randperm(x.shape[0], generator=gen)
         for i in range(0, x.shape[0], batch_size):
             idx = order[i : i + batch_size]
@@ -144,110 +142,6 @@ def _train_classifier(
             loss.backward()
             optimizer.step()
     return model.eval()
-
-
-def _accuracy(classifier: torch.nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray) -> float:
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    with torch.no_grad():
-        pred = torch.cat([classifier(xt[i : i + 512]).argmax(1) for i in range(0, xt.shape[0], 512)]).numpy()
-    return float(np.mean(pred == y))
-
-
-def _ema_test_loss(model: DiffusionModel, x_test: np.ndarray, *, seed: int, repeats: int = 4) -> float:
-    """ε-MSE of the (EMA) model on held-out images, uniform timesteps, seeded noise."""
-    gen = torch.Generator().manual_seed(seed + 1)
-    x0 = DiffusionModel.to_model_space(torch.from_numpy(x_test)).repeat(repeats, 1, 1, 1)
-    k = torch.randint(0, model.num_timesteps, (x0.shape[0],), generator=gen)
-    noise = torch.randn(x0.shape, generator=gen)
-    with torch.no_grad():
-        x_t = model.add_noise(x0, k + 1, noise)  # level k + 1 uses ᾱ[k], the UNet's timestep index k
-        eps = torch.cat([model.eps(x_t[i : i + 512], k[i : i + 512]) for i in range(0, x0.shape[0], 512)])
-    return float(torch.nn.functional.mse_loss(eps, noise))
-
-
-def evaluate_zoo(
-    diffusion: DiffusionModel,
-    classifier: torch.nn.Module,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    *,
-    t_star: int,
-    eps: float,
-    pgd_iter: int,
-    reference: Any,
-    score_steps: int,
-    t_star_grid: tuple[int, ...],
-    eps_grid: tuple[float, ...],
-    seed: int,
-    progress: bool,
-) -> dict[str, Any]:
-    """Clean, DiffPure, SSNI-N and undefended-PGD accuracies of a zoo on a test set.
-
-    :param x_test: ``(N, 1, 8, 8)`` float32 pixels in ``[0, 1]``; ``y_test``: ``(N,)`` int64 labels.
-    :return: a JSON-serialisable dict (see ``docs/zoo.md`` for the meaning of each field).
-    """
-    from art.attacks.evasion import ProjectedGradientDescent
-    from art.estimators.classification import PyTorchClassifier
-
-    from art_ssni.preprocessor import SSNIPreprocessor
-
-    out: dict[str, Any] = {"n_test_images": int(x_test.shape[0])}
-    out["classifier_clean_accuracy"] = _accuracy(classifier, x_test, y_test)
-
-    # Undefended ART PGD ℓ∞ (no random start), over a grid of ε; the zoo default ε is always included.
-    art_clf = PyTorchClassifier(
-        model=classifier,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=tuple(x_test.shape[1:]),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        device_type="cpu",
-    )
-    undefended: dict[str, float] = {}
-    x_adv_default = None
-    for e in sorted(set(eps_grid) | {eps}):
-        attack = ProjectedGradientDescent(
-            art_clf,
-            norm=np.inf,
-            eps=e,
-            eps_step=e / 8,
-            max_iter=pgd_iter,
-            num_random_init=0,
-            batch_size=256,
-            verbose=False,
-        )
-        x_adv = attack.generate(x=x_test.copy(), y=y_test)
-        undefended[f"{e:g}"] = _accuracy(classifier, x_adv, y_test)
-        if e == eps:
-            x_adv_default = x_adv.astype(np.float32)
-    assert x_adv_default is not None  # eps is always in the grid
-    out["undefended_pgd_accuracy"] = undefended
-    out["undefended_robust_accuracy"] = undefended[f"{eps:g}"]
-
-    def defended_accuracy(pre: SSNIPreprocessor, x: np.ndarray) -> float:
-        purified, _ = pre(x)
-        return _accuracy(classifier, purified, y_test)
-
-    # DiffPure (constant t*) clean accuracy over a grid of t*, ancestral sampler, seeded.
-    diffpure: dict[str, float] = {}
-    grid = sorted(set(t_star_grid) | {t_star})
-    for t in tqdm(grid, desc="DiffPure t* grid", disable=not progress):
-        pre = SSNIPreprocessor(diffusion, reweight="constant", t_star=t, seed=seed, device_type="cpu", batch_size=256)
-        diffpure[str(t)] = defended_accuracy(pre, x_test)
-    out["diffpure_clean_accuracy_by_t_star"] = diffpure
-    out["diffpure_clean_accuracy"] = diffpure[str(t_star)]
-    common = dict(t_star=t_star, seed=seed, device_type="cpu", batch_size=256)
-    pre = SSNIPreprocessor(diffusion, reweight="constant", **common)  # type: ignore[arg-type]
-    out["diffpure_transfer_accuracy"] = defended_accuracy(pre, x_adv_default)
-    ssni = SSNIPreprocessor(diffusion, reweight="sigmoid", score_steps=score_steps, reference=reference, **common)  # type: ignore[arg-type]
-    out["ssni_n_clean_accuracy"] = defended_accuracy(ssni, x_test)
-    ssni.reset_generator()
-    out["ssni_n_transfer_accuracy"] = defended_accuracy(ssni, x_adv_default)
-    ssni.reset_generator()
-    out["ssni_n_mean_t_clean"] = float(np.mean(ssni.timesteps(x_test)))
-    ssni.reset_generator()
-    out["ssni_n_mean_t_adversarial"] = float(np.mean(ssni.timesteps(x_adv_default)))
-    return out
 
 
 def train_zoo(
@@ -415,10 +309,8 @@ def train_zoo(
         progress=progress,
     )
     eval_time = time.perf_counter() - tic
-    metrics["unet_test_loss_ema"] = _ema_test_loss(diffusion, x_test[:n_eval], seed=seed)
+    metrics["unet_test_loss_ema"] = ema_test_loss(diffusion, x_test[:n_eval], seed=seed)
 
-    import art
-    import diffusers
     import sklearn
 
     tail = losses[-min(100, len(losses)) :]
@@ -448,14 +340,7 @@ def train_zoo(
             "time_evaluation_s": eval_time,
             "time_total_s": time.perf_counter() - start,
             "torch_threads": int(torch.get_num_threads()),
-            "versions": {
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "diffusers": diffusers.__version__,
-                "art": art.__version__,
-                "scikit-learn": sklearn.__version__,
-                "numpy": np.__version__,
-            },
+            "versions": {**versions(), "scikit-learn": sklearn.__version__},  # sklearn ships the digits data
             "platform": f"{platform.system()} {platform.machine()}",
             "train_args": train_args,
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,20 +72,3 @@ def test_diffusers_folder_refuses_to_run_without_a_model(tmp_path: Path):
     proc = run_example(ROOT / "examples" / "diffusers_folder.py", tmp_path)
     assert proc.returncode == 2
     assert "--model-dir is required" in proc.stderr
-
-
-def _python_blocks(page: str) -> list[str]:
-    text = (ROOT / "docs" / page).read_text()
-    return re.findall(r"```python\n(.+?)\n```", text, flags=re.S)
-
-
-@pytest.mark.parametrize(("page", "index"), [("index.md", 0), ("user-guide.md", 0)])
-def test_standalone_doc_snippets_run(page: str, index: int):
-    """The self-contained snippets of the docs (the quickstart and the ART pipeline) run as written."""
-    if not HAVE_ZOO:
-        pytest.fail("the digits zoo weights (art_ssni/zoo/weights/digits/) are missing")
-    code = _python_blocks(page)[index]
-    namespace: dict = {}
-    exec(compile(code, f"docs/{page}", "exec"), namespace)
-    clf, models = namespace["clf"], namespace["models"]  # the snippet built a defended ART classifier
-    assert clf.preprocessing_defences and clf.predict(models.x_test[:4]).shape == (4, models.nb_classes)

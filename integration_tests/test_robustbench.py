@@ -183,6 +183,25 @@ def test_defend_any_classifier(model):
         defend(cnn, model, device="tpu")
 
 
+def test_defend_takes_a_hub_id(model, tmp_path, monkeypatch):
+    """defend() (and so load_defended_model) accepts a Hub repo id, read offline from huggingface_hub's cache."""
+    from huggingface_hub import constants
+
+    from conftest import add_to_cache
+
+    model.save_pretrained(tmp_path / "folder")
+    add_to_cache(tmp_path / "cache", "org/tiny-ddpm", tmp_path / "folder", commit="d" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))  # what HF_HUB_CACHE sets at import
+    cnn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    x = torch.rand(3, 1, 8, 8)
+    outs = [defend(cnn, source, **SSNI)(x) for source in ("org/tiny-ddpm", tmp_path / "folder", model)]
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    with pytest.raises(FileNotFoundError, match="'org/absent'"):
+        defend(cnn, "org/absent", **SSNI)
+    with pytest.raises(TypeError, match="a local diffusers folder or a Hugging Face Hub repo id"):
+        defend(cnn, 3, **SSNI)
+
+
 def test_leaderboard_on_cifar10_by_names(rb, model_dir, diffusion, tmp_path):
     """The CIFAR-10 path of the leaderboard: RobustBench weights, diffusers folder, local .npz, fitted reference."""
     from art_ssni.leaderboard import leaderboard
