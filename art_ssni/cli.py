@@ -102,7 +102,7 @@ def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
         (("--steps",), dict(type=_positive_int, default=None, help="DDIM steps (with --sampler ddim)")),
         (("--gradient",), dict(choices=["exact", "surrogate", "bpda"], default="exact",
           help="attack gradient through the purifier")),
-        (("--diffusion",), dict(default=None, help="a diffusers model folder instead of the zoo's")),
+        (("--diffusion",), dict(default=None, help="a diffusers folder or Hugging Face Hub repo id (e.g. google/ddpm-cifar10-32) instead of the zoo's")),
         (("--reference",), dict(type=Path, default=None, help="reference stats JSON (art-ssni calibrate)")),
     ]  # fmt: skip
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(cal, [
         (("--images",), dict(type=Path, default=None,
           help=".npy (N, C, H, W) or .npz (x or x_train), clean, in [0, 1] (default: zoo train)")),
-        (("--diffusion",), dict(default=None, help="diffusers model folder (default: the zoo's)")),
+        (("--diffusion",), dict(default=None, help="a diffusers folder or Hub repo id (default: the zoo's)")),
         (("--zoo",), dict(default="digits", help="zoo entry for the defaults")),
         (("--score-steps",), dict(type=_positive_int, default=20, help="T'")),
         (("--batch-size",), dict(type=_positive_int, default=256, help="images per batch")),

@@ -21,6 +21,7 @@ from art_ssni._common import art_device_type, is_finite_real, is_int, write_json
 from art_ssni._defence_files import CONFIG_NAME, MODEL_SUBFOLDER, read_config
 from art_ssni._inputs import as_tensor, check_images
 from art_ssni._version import __version__
+from art_ssni.diffusion.hub import resolve
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.ssni.bases import Base, base_to_dict
 from art_ssni.ssni.purifier import PurifierSetting, SSNIPurifier, derive_score_seed
@@ -309,16 +310,27 @@ class SSNIPreprocessor(PreprocessorPyTorch):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike[str], *, model: DiffusionModel | None = None, **overrides: Any
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        model: DiffusionModel | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        **overrides: Any,
     ) -> SSNIPreprocessor:
         """Rebuild a defence written by :meth:`save_pretrained`: the same outputs as the saved one from the same state
         (right after construction, :meth:`fit` or :meth:`reset_generator`) for the same input.
 
-        :param path: the folder. Only files inside it are read (JSON and safetensors: nothing is unpickled).
+        :param path: the folder, or a Hugging Face Hub repo id holding one (resolved by
+            :func:`art_ssni.diffusion.hub.resolve`, with its cache and ``HF_HUB_OFFLINE``). Only files inside it are
+            read (JSON and safetensors: nothing is unpickled).
         :param model: the diffusion model, required when the folder holds none; overrides the saved one otherwise.
+        :param revision: Hub branch, tag or commit (repo ids only); ``cache_dir`` / ``local_files_only`` as in
+            :func:`~art_ssni.diffusion.hub.resolve`.
         :param overrides: parameters that replace the saved ones (e.g. ``device_type="cpu"``).
         """
-        root = Path(path)
+        root = resolve(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         kwargs, folder = read_config(root, cls.__name__, cls.params)
         if model is None:
             if folder is None:

@@ -186,3 +186,21 @@ def test_cli_diffusion_takes_a_hub_id(tmp_path, pipeline_folder, images, monkeyp
     assert main([*common, "--diffusion", "org/ddpm-tiny", "--out", str(tmp_path / "by_id.json")]) == 0
     assert main([*common, "--diffusion", str(pipeline_folder), "--out", str(tmp_path / "by_folder.json")]) == 0
     assert (tmp_path / "by_id.json").read_text() == (tmp_path / "by_folder.json").read_text()
+
+
+
+def test_saved_defence_by_repo_id_equals_by_folder(tmp_path, tiny_model):
+    from art_ssni import SSNIPreprocessor
+
+    pre = SSNIPreprocessor(tiny_model, reweight="constant", t_star=3, sampler="ddim", steps=2, seed=5, device_type="cpu")
+    pre.save_pretrained(tmp_path / "defence")
+    cache = tmp_path / "hub"
+    add_to_cache(cache, "org/ssni-defence", tmp_path / "defence", commit=COMMIT_A)
+    by_id = SSNIPreprocessor.from_pretrained("org/ssni-defence", cache_dir=cache, local_files_only=True)
+    by_folder = SSNIPreprocessor.from_pretrained(tmp_path / "defence")
+    c, s = tiny_model.in_channels, tiny_model.sample_size
+    x = np.random.default_rng(0).random((2, c, s, s), dtype=np.float32)
+    assert by_id.t_star == 3
+    np.testing.assert_array_equal(by_id(x)[0], by_folder(x)[0])
+    with pytest.raises(FileNotFoundError):
+        SSNIPreprocessor.from_pretrained("org/not-there", cache_dir=cache, local_files_only=True)

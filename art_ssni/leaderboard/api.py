@@ -150,7 +150,7 @@ def leaderboard(
 
         if diffusion is None:
             raise ValueError(
-                "diffusion: a local diffusers folder is required for CIFAR-10 (e.g. google/ddpm-cifar10-32)."
+                "diffusion: a local diffusers folder or a Hub repo id is required for CIFAR-10 (e.g. google/ddpm-cifar10-32)."
             )
         if data_dir is None:
             raise ValueError("data_dir: a local CIFAR-10 folder or .npz is required (no download).")
