@@ -131,6 +131,13 @@ def verdict(points: list[dict[str, Any]]) -> list[str]:
         "injects little noise); DiffPure's constant level makes it inapplicable there. Where the advantage vanishes, "
         "by protocol and attack: the per-attack table under Results."
     )
+    summary.append(
+        "Caveat on the worst case: it is an AND over the clean input and every attack's output, each judged by fresh "
+        "draws, so a defence facing one more attack also gets one more chance of a random error. The selector attack "
+        "returns the better of itself and PGD-EOT, so for SSNI part of the gap in worst-case accuracy may come from "
+        "that extra judged candidate rather than from a stronger attack: compare the per-attack rows, where the "
+        "differences are much smaller."
+    )
     return [line for s_ in summary for line in (s_, "")] + out
 
 
