@@ -9,72 +9,33 @@ defaults agree across sub-commands and come from the registries. ``art-ssni <com
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from art_ssni.cli_args import (
+    CLIError,
+    Spec,
+    add_options,
+    check_writable,
+    csv_names,
+    load_array_file,
+    load_factory,
+    odd_int,
+    positive_float,
+    positive_int,
+)
 from art_ssni.cli_frontier import add_frontier_parser, add_render_arguments, render_command
 
 __all__ = ["build_parser", "main"]
 
 
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
-
-
-# ---------------------------------------------------------------------------------------------------- types
-def _csv(text: str) -> list[str]:
-    items = [part.strip() for part in text.split(",") if part.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
-    return items
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _odd_int(text: str) -> int:
-    value = _positive_int(text)
-    if value % 2 == 0:
-        raise argparse.ArgumentTypeError(f"expected an odd integer >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    from art_ssni.leaderboard.api import parse_eps  # "8/255" or "0.03"
-
-    try:
-        return parse_eps(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a number > 0 or a fraction such as 8/255, got {text!r}") from err
-
-
-Spec = list[tuple[tuple[str, ...], dict[str, Any]]]
-
-
-def _add(p: argparse.ArgumentParser, spec: Spec) -> None:
-    """Add the options of ``spec``; a help text gets its default appended (lists print as ``a,b``)."""
-    for flags, kw in spec:
-        if kw.get("default") is not None and kw.get("action") is None:
-            kw = dict(kw, help=kw["help"] + " (default: %(default)s)")
-        p.add_argument(*flags, **kw)
-
-
 def _common() -> argparse.ArgumentParser:
     """Options every sub-command has, with one spelling and one default (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
-    _add(common, [
+    add_options(common, [
         (("--seed",), dict(type=int, default=0, help="seed of every random draw")),
         (("--device",), dict(choices=["cpu", "cuda"], default="cpu", help="torch device")),
         (("--quiet",), dict(action="store_true", help="no progress bars or messages")),
@@ -85,24 +46,28 @@ def _common() -> argparse.ArgumentParser:
 def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
     """Options of the attacks and the protocols, shared by evaluate and leaderboard (their defaults differ)."""
     from art_ssni.attacks.registry import ATTACKS
+    from art_ssni.evaluation.run import DEFAULTS
 
     it = "the standard protocol: APGD 100, PGD 200" if iterations is None else None
     return [
-        (("--attacks", "--attack"), dict(dest="attacks", type=_csv, default=attacks,
+        (("--attacks", "--attack"), dict(dest="attacks", type=csv_names, default=attacks,
           help=f"comma-separated among {', '.join(ATTACKS)}; inapplicable ones are skipped with a message")),
-        (("--eps",), dict(type=_positive_float, default=None, help="attack radius, e.g. 0.2 or 8/255")),
-        (("--eps-step",), dict(type=_positive_float, default=None, help="PGD step (default: the attack's)")),
-        (("--iterations",), dict(type=_positive_int, default=iterations,
+        (("--eps",), dict(type=positive_float, default=None, help="attack radius, e.g. 0.2 or 8/255")),
+        (("--eps-step",), dict(type=positive_float, default=None, help="PGD step (default: the attack's)")),
+        (("--iterations",), dict(type=positive_int, default=iterations,
           help="attack iterations" + (f" (default: {it})" if it else ""))),
-        (("--eot",), dict(type=_positive_int, default=eot, help="purifications per gradient")),
-        (("--votes",), dict(type=_odd_int, default=9, help="K of the vote-K protocol, odd")),
-        (("--redraws",), dict(type=_positive_int, default=5, help="re-judgings of the single protocol")),
-        (("--resubmit",), dict(type=_positive_int, default=10, help="N of the resubmit-N protocol")),
-        (("--t-star",), dict(type=_positive_int, default=None, help="base noise level t* (default: the preset's)")),
-        (("--steps",), dict(type=_positive_int, default=None, help="DDIM steps (with --sampler ddim)")),
+        (("--eot",), dict(type=positive_int, default=eot, help="purifications per gradient")),
+        (("--votes",), dict(type=odd_int, default=9, help="K of the vote-K protocol, odd")),
+        (("--redraws",), dict(type=positive_int, default=5, help="re-judgings of the single protocol")),
+        (("--resubmit",), dict(type=positive_int, default=10, help="N of the resubmit-N protocol")),
+        (("--t-star",), dict(type=positive_int, default=None, help="base noise level t* (default: the preset's)")),
+        (("--sampler",), dict(choices=["ddpm", "ddim"], default=DEFAULTS["sampler"],
+          help="reverse sampler of the defence; ddim keeps CPU runs short, the paper's defence runs ddpm")),
+        (("--steps",), dict(type=positive_int, default=DEFAULTS["steps"], help="DDIM steps (ignored with ddpm)")),
         (("--gradient",), dict(choices=["exact", "surrogate", "bpda"], default="exact",
           help="attack gradient through the purifier")),
-        (("--diffusion",), dict(default=None, help="a diffusers folder or Hugging Face Hub repo id (e.g. google/ddpm-cifar10-32) instead of the zoo's")),
+        (("--diffusion",), dict(default=None,
+          help="a diffusers folder or Hub repo id (e.g. google/ddpm-cifar10-32) instead of the zoo's")),
         (("--reference",), dict(type=Path, default=None, help="reference stats JSON (art-ssni calibrate)")),
     ]  # fmt: skip
 
@@ -126,17 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(single, resubmit-N, vote-K; docs/evaluation-guide.md), with 95 %% Wilson intervals and McNemar p-values. "
         "Defaults to the shipped digits zoo; writes results.json and PNG plots.",
     )
-    _add(ev, [
-        (("--defences",), dict(type=_csv, default=",".join(DEFAULTS["defences"]),
+    add_options(ev, [
+        (("--defences",), dict(type=csv_names, default=",".join(DEFAULTS["defences"]),
           help="comma-separated: 'none' and/or registered defence names")),
         *_attack_spec(attacks=",".join(DEFAULTS["attacks"]), iterations=DEFAULTS["iterations"], eot=DEFAULTS["eot"]),
-        (("--n-images", "--n-ex"), dict(dest="n_images", type=_positive_int, default=DEFAULTS["n_images"],
+        (("--n-images", "--n-ex"), dict(dest="n_images", type=positive_int, default=DEFAULTS["n_images"],
           help="first N test images")),
         (("--norm",), dict(choices=["inf", "2"], default="inf", help="attack norm")),
-        (("--tau",), dict(type=_positive_float, default=None, help="SSNI-N temperature (default: reference std)")),
+        (("--tau",), dict(type=positive_float, default=None, help="SSNI-N temperature (default: reference std)")),
         (("--bias",), dict(type=float, default=5.0, help="reweighting bias b")),
-        (("--sampler",), dict(choices=["ddpm", "ddim"], default=DEFAULTS["sampler"],
-          help="reverse sampler; ddim with 10 steps keeps the default run under 10 minutes")),
         (("--eta",), dict(type=float, default=1.0, help="DDIM eta in [0, 1]")),
         (("--base",), dict(choices=["diffpure", "gns", "gdmp"], default="diffpure",
           help="base method: diffpure / ssni-n / ssni-l in --defences become the base and its SSNI variants")),
@@ -145,31 +108,31 @@ def build_parser() -> argparse.ArgumentParser:
         (("--zoo",), dict(default="digits", help="zoo entry giving the default models and data")),
         (("--classifier",), dict(default=None, metavar="MODULE:FACTORY",
           help="a Python factory returning your torch classifier (needs --nb-classes)")),
-        (("--nb-classes",), dict(type=_positive_int, default=None, help="classes of --classifier")),
+        (("--nb-classes",), dict(type=positive_int, default=None, help="classes of --classifier")),
         (("--data",), dict(type=Path, default=None,
           help=".npz: x_test, y_test (NCHW in [0, 1]), optionally x_train to calibrate on")),
         (("--no-plots",), dict(action="store_true", help="skip the PNG plots")),
     ])  # fmt: skip
-    ev.set_defaults(func=_cmd_evaluate, steps=DEFAULTS["steps"])
+    ev.set_defaults(func=_cmd_evaluate)
 
     cal = sub.add_parser("calibrate", parents=common, help="fit reference score-norm statistics, write them as JSON")
-    _add(cal, [
+    add_options(cal, [
         (("--images",), dict(type=Path, default=None,
           help=".npy (N, C, H, W) or .npz (x or x_train), clean, in [0, 1] (default: zoo train)")),
         (("--diffusion",), dict(default=None, help="a diffusers folder or Hub repo id (default: the zoo's)")),
         (("--zoo",), dict(default="digits", help="zoo entry for the defaults")),
-        (("--score-steps",), dict(type=_positive_int, default=20, help="T'")),
-        (("--batch-size",), dict(type=_positive_int, default=256, help="images per batch")),
+        (("--score-steps",), dict(type=positive_int, default=20, help="T'")),
+        (("--batch-size",), dict(type=positive_int, default=256, help="images per batch")),
         (("--out",), dict(type=Path, default=Path("reference.json"), help="output JSON")),
     ])  # fmt: skip
     cal.set_defaults(func=_cmd_calibrate)
 
     tr = sub.add_parser("train-zoo", parents=common, help="retrain the shipped digits models")
-    _add(tr, [
+    add_options(tr, [
         (("--out",), dict(type=Path, default=Path("zoo-digits"), help="output folder")),
-        (("--unet-steps",), dict(type=_positive_int, default=3000, help="UNet training steps")),
-        (("--classifier-epochs",), dict(type=_positive_int, default=40, help="CNN epochs")),
-        (("--eval-size",), dict(type=_positive_int, default=None, help="evaluate on this many test images")),
+        (("--unet-steps",), dict(type=positive_int, default=3000, help="UNet training steps")),
+        (("--classifier-epochs",), dict(type=positive_int, default=40, help="CNN epochs")),
+        (("--eval-size",), dict(type=positive_int, default=None, help="evaluate on this many test images")),
     ])  # fmt: skip
     tr.set_defaults(func=_cmd_train_zoo)
 
@@ -181,68 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
         "three deployment protocols with intervals, fixed seeds. Resumes from --out; shard with torchrun "
         "--nproc_per_node=N. Writes OUT/model_info.json. See docs/robustbench.md.",
     )
-    _add(lb, [
+    add_options(lb, [
         (("--model",), dict(default="zoo", help="RobustBench model name (cifar10) or 'zoo' (digits)")),
         (("--dataset",), dict(choices=["digits", "cifar10"], default="digits", help="data set")),
         (("--threat",), dict(choices=["Linf", "L2"], default="Linf", help="threat model")),
-        (("--n-images", "--n-ex"), dict(dest="n_images", type=_positive_int, default=512, help="first N examples")),
+        (("--n-images", "--n-ex"), dict(dest="n_images", type=positive_int, default=512, help="first N examples")),
         (("--defence",), dict(default="ssni-n", help="'none' or one registered defence name")),
         *_attack_spec(attacks="rand-aa,pgd-eot", iterations=None, eot=20),
         (("--data-dir",), dict(type=Path, default=None, help="CIFAR-10 folder (python/binary batches) or .npz")),
         (("--model-dir",), dict(type=Path, default=Path("models"), help="RobustBench models")),
-        (("--n-ref",), dict(type=_positive_int, default=5000, help="training images to fit the reference on")),
+        (("--n-ref",), dict(type=positive_int, default=5000, help="training images to fit the reference on")),
         (("--out",), dict(type=Path, default=Path("results/leaderboard"), help="output folder")),
-        (("--batch-size",), dict(type=_positive_int, default=32, help="examples per batch")),
-        (("--sampler",), dict(choices=["ddpm", "ddim"], default="ddpm",
-          help="reverse sampler; the standard protocol is DDPM")),
-        (("--surrogate-steps",), dict(type=_positive_int, default=None, help="DDIM steps of the surrogate")),
+        (("--batch-size",), dict(type=positive_int, default=32, help="examples per batch")),
+        (("--surrogate-steps",), dict(type=positive_int, default=None, help="DDIM steps of the surrogate")),
     ])  # fmt: skip
     add_render_arguments(lb)
     lb.set_defaults(func=_cmd_leaderboard)
     add_frontier_parser(sub)
     return parser
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-def _load_array_file(path: Path, keys: Sequence[str]) -> Any:
-    import numpy as np
-
-    if not path.is_file():
-        raise CLIError(f"{path}: file not found")
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as data:
-            for key in keys:
-                if key in data:
-                    return data[key]
-            raise CLIError(f"{path}: none of the arrays {list(keys)} found (has {list(data.keys())})")
-    except (OSError, ValueError) as err:
-        raise CLIError(f"{path}: cannot read array file ({err})") from err
-
-
-def _load_factory(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise CLIError(f"--classifier must be MODULE:FACTORY, got {spec!r}")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise CLIError(f"--classifier {spec!r}: {err}") from err
-    return factory()
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before any expensive work when ``path`` could not be created or written; leaves nothing behind."""
-    probe = path.resolve()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
-        os.rmdir(tempfile.mkdtemp(prefix=".art-ssni-probe-", dir=probe))  # really writable (root, /proc, full disk)
-    except OSError as err:
-        raise CLIError(f"--out {path}: not writable ({err.strerror or err})") from err
 
 
 # ---------------------------------------------------------------------------------------------------- commands
@@ -254,15 +173,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from art_ssni.evaluation.report import settings_line, worst_case_table
     from art_ssni.evaluation.run import evaluate
 
-    _check_writable(args.out)
+    check_writable(args.out)
     data: dict[str, Any] = {}
     if args.data is not None:
-        data["x"] = np.asarray(_load_array_file(args.data, ["x_test", "x"]), dtype=np.float32)
-        data["y"] = np.asarray(_load_array_file(args.data, ["y_test", "y"]), dtype=np.int64)
+        data["x"] = np.asarray(load_array_file(args.data, ["x_test", "x"]), dtype=np.float32)
+        data["y"] = np.asarray(load_array_file(args.data, ["y_test", "y"]), dtype=np.int64)
         with np.load(args.data, allow_pickle=False) as npz:
             data["x_train"] = np.asarray(npz["x_train"], dtype=np.float32) if "x_train" in npz else None
     if args.classifier is not None:
-        data["classifier"] = _load_factory(args.classifier).to(args.device).eval()
+        data["classifier"] = load_factory(args.classifier).to(args.device).eval()
         data["nb_classes"] = args.nb_classes
     same = "defences base attacks n_images eps eps_step iterations eot votes redraws resubmit t_star tau bias"
     same += " sampler steps eta gradient checkpoint seed device"
@@ -293,10 +212,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.out.is_dir():
         raise CLIError(f"--out {args.out}: is a folder; give the JSON file to write")
-    _check_writable(args.out.parent)  # before scoring thousands of images
+    check_writable(args.out.parent)  # before scoring thousands of images
     if args.images is None or args.diffusion is None:
         models = zoo.load(args.zoo, device=args.device)
-    images = models.x_train if args.images is None else _load_array_file(args.images, ["x", "x_train"])
+    images = models.x_train if args.images is None else load_array_file(args.images, ["x", "x_train"])
     diffusion = models.diffusion if args.diffusion is None else DiffusionModel.from_pretrained(args.diffusion)
     pre = SSNIPreprocessor(
         diffusion,
@@ -320,7 +239,7 @@ def _cmd_train_zoo(args: argparse.Namespace) -> int:
 
     from art_ssni.zoo import train_zoo
 
-    _check_writable(args.out)
+    check_writable(args.out)
     metrics = train_zoo(
         args.out,
         seed=args.seed,
@@ -339,8 +258,9 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from art_ssni.evaluation.stats import format_accuracy
     from art_ssni.leaderboard import leaderboard
 
-    _check_writable(args.out)
-    optional = {"t_star": args.t_star, "steps": args.steps, "surrogate_steps": args.surrogate_steps}
+    check_writable(args.out)
+    steps = args.steps if args.sampler == "ddim" else None
+    optional = {"t_star": args.t_star, "steps": steps, "surrogate_steps": args.surrogate_steps}
     try:
         same = "defence attacks diffusion data_dir model_dir reference n_ref out iterations eot eps_step votes"
         same += " redraws resubmit batch_size seed device sampler gradient"

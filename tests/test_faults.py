@@ -26,7 +26,7 @@ from _reliability import PROFILE, attempt, record
 from hypothesis import given
 from hypothesis import strategies as st
 
-from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, cli
+from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, cli, cli_args
 from art_ssni._common import write_json_atomic
 from conftest import make_tiny_unet
 
@@ -322,8 +322,8 @@ def test_disk_full_is_reported_before_any_work(tmp_path):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with mock.patch("tempfile.mkdtemp", full), pytest.raises(cli.CLIError, match="No space left on device"):
-        cli._check_writable(tmp_path / "out")
+    with mock.patch("tempfile.mkdtemp", full), pytest.raises(cli_args.CLIError, match="No space left on device"):
+        cli_args.check_writable(tmp_path / "out")
     assert not (tmp_path / "out").exists()  # the check creates nothing
     done("refused before any work: CLIError")
 

@@ -192,7 +192,7 @@ def test_cli_diffusion_takes_a_hub_id(tmp_path, pipeline_folder, images, monkeyp
 def test_saved_defence_by_repo_id_equals_by_folder(tmp_path, tiny_model):
     from art_ssni import SSNIPreprocessor
 
-    pre = SSNIPreprocessor(tiny_model, reweight="constant", t_star=3, sampler="ddim", steps=2, seed=5, device_type="cpu")
+    pre = SSNIPreprocessor(tiny_model, reweight="constant", t_star=3, sampler="ddim", steps=2, seed=5)
     pre.save_pretrained(tmp_path / "defence")
     cache = tmp_path / "hub"
     add_to_cache(cache, "org/ssni-defence", tmp_path / "defence", commit=COMMIT_A)

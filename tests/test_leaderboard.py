@@ -13,7 +13,7 @@ from art_ssni import ReferenceStats
 from art_ssni.attacks.requirements import Requires
 from art_ssni.leaderboard import (
     ATTACKS,
-    Protocol,
+    AttackProtocol,
     ResultStore,
     batch_seed,
     load_cifar10,
@@ -42,9 +42,9 @@ def data():
     return rng.random((5, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 5)
 
 
-def small(**kw) -> Protocol:
+def small(**kw) -> AttackProtocol:
     settings = dict(eps=0.1, attacks=("rand-aa", "pgd-eot", "score-aware"), iterations=2, eot=2, batch_size=2)
-    return Protocol(**{**settings, **kw})
+    return AttackProtocol(**{**settings, **kw})
 
 
 def run(model, data, out, protocol=None, **kw):
@@ -89,14 +89,14 @@ def numbers(info: dict) -> dict:
 )
 def test_protocol_validation(kw, message):
     with pytest.raises(ValueError, match=message):
-        Protocol(**kw)
+        AttackProtocol(**kw)
 
 
 def test_protocol_standard_settings():
-    p = Protocol(eps=8 / 255, attacks=ATTACKS)
+    p = AttackProtocol(eps=8 / 255, attacks=ATTACKS)
     assert p.is_standard and p.iterations_of("rand-aa") == 100 and p.iterations_of("pgd-eot") == 200
     assert p.step == pytest.approx(0.007)  # the paper's step at 8/255
-    assert Protocol(eps=0.5, threat_model="L2").norm == 2
+    assert AttackProtocol(eps=0.5, threat_model="L2").norm == 2
     run_, skipped = p.applicable({Requires.PURIFIER, Requires.SINGLE_STAGE})  # DiffPure: no score-aware attacks
     assert "score-aware" in skipped and "bpda-eot" in run_
     run_, skipped = p.applicable({Requires.PURIFIER, Requires.SELECTOR})  # GNS: straight-through t needs one stage
@@ -107,7 +107,7 @@ def test_protocol_standard_settings():
     assert desc["attacks"]["rand-aa"]["eot"] == 20 and desc["attacks"]["rand-aa"]["initial_step"] == pytest.approx(
         16 / 255
     )
-    assert not Protocol(eps=0.1, iterations=5).is_standard
+    assert not AttackProtocol(eps=0.1, iterations=5).is_standard
 
 
 def test_batch_seed_depends_on_seed_and_batch_only():
@@ -347,7 +347,7 @@ def test_run_validation(model, data, tmp_path):
 def test_cost_formula_by_hand():
     from art_ssni.leaderboard.cost import unet_evaluations
 
-    p = Protocol(eps=0.1, attacks=("pgd-eot", "rand-aa"), iterations=2, eot=3)
+    p = AttackProtocol(eps=0.1, attacks=("pgd-eot", "rand-aa"), iterations=2, eot=3)
     # DiffPure, DDPM t* = 10: K = 10, P = 10, G = 4·3·10 = 120; PGD judged after both iterations with 8 draws;
     # evaluation: clean + 3 attack outputs, each (5 + 10 + 9) draws
     c = unet_evaluations(p, t_star=10, ssni=False)
@@ -359,7 +359,7 @@ def test_cost_formula_by_hand():
     }
     # SSNI, DDIM 4 steps, T' = 5: K = min(4, 10 - 1 + 5) = 4, P = 9, G = 5 + 3·3·4 (no checkpoint) = 41
     c = unet_evaluations(
-        Protocol(eps=0.1, attacks=("score-aware",), iterations=1, eot=3),
+        AttackProtocol(eps=0.1, attacks=("score-aware",), iterations=1, eot=3),
         t_star=10,
         ssni=True,
         sampler="ddim",
@@ -422,7 +422,7 @@ def test_leaderboard_validation(tmp_path):
         leaderboard(dataset="mnist", out=tmp_path)
     with pytest.raises(ValueError, match="model must be 'zoo' for dataset 'digits'"):
         leaderboard("Standard", out=tmp_path)
-    with pytest.raises(ValueError, match="diffusion: a local diffusers folder is required"):
+    with pytest.raises(ValueError, match="diffusion: a local diffusers folder or a Hub repo id is required"):
         leaderboard("Standard", dataset="cifar10", out=tmp_path)
     with pytest.raises(ValueError, match="eps: no default for digits L2"):
         leaderboard(threat_model="L2", out=tmp_path, **TINY)

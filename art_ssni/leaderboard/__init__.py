@@ -1,6 +1,6 @@
 """Layer 6: the leaderboard runner for randomized defences -- a fixed protocol, sharded, resumable.
 
-* :class:`Protocol` / :mod:`~art_ssni.leaderboard.protocol` -- AutoAttack's rand version (APGD-CE + APGD-DLR with
+* :class:`AttackProtocol` / :mod:`~art_ssni.leaderboard.protocol` -- AutoAttack's rand version (APGD-CE + APGD-DLR with
   EOT), PGD-EOT, BPDA-EOT and the score-aware attacks, with fixed per-batch seeds.
 * :func:`run_leaderboard` / :mod:`~art_ssni.leaderboard.runner` -- evaluate modules and arrays; one process or
   ``torchrun --nproc_per_node=N`` (each rank a disjoint shard of batches, rank 0 merges); resumable.
@@ -14,7 +14,7 @@ See ``docs/robustbench.md``.
 
 from art_ssni.leaderboard.api import DEFAULT_EPS, leaderboard, parse_eps
 from art_ssni.leaderboard.data import DATASETS, load_cifar10, load_cifar10_train
-from art_ssni.leaderboard.protocol import ATTACKS, DEFAULT_ITERATIONS, Protocol, batch_seed
+from art_ssni.leaderboard.protocol import ATTACKS, DEFAULT_ITERATIONS, AttackProtocol, batch_seed
 from art_ssni.leaderboard.runner import DEFINITIONS, merge_records, run_leaderboard
 from art_ssni.leaderboard.store import ResultStore
 
@@ -24,7 +24,7 @@ __all__ = [
     "DEFAULT_EPS",
     "DEFAULT_ITERATIONS",
     "DEFINITIONS",
-    "Protocol",
+    "AttackProtocol",
     "ResultStore",
     "batch_seed",
     "leaderboard",

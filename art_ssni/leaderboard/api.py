@@ -10,7 +10,7 @@
 * SSNI's reference statistics: a JSON file, the zoo's (digits with the zoo's diffusion model), or fitted once by
   rank 0 on ``n_ref`` clean training images and kept in ``out/reference.json`` (reused when the run resumes);
 
-and calls :func:`~art_ssni.leaderboard.run_leaderboard` with the :class:`~art_ssni.leaderboard.Protocol`.
+and calls :func:`~art_ssni.leaderboard.run_leaderboard` with the :class:`~art_ssni.leaderboard.AttackProtocol`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import numpy as np
 
 from art_ssni._common import art_device_type, is_int
 from art_ssni.diffusion.model import DiffusionModel
+from art_ssni.evaluation.run import DEFAULTS as EVALUATE_DEFAULTS
 from art_ssni.leaderboard.data import DATASETS, load_cifar10, load_cifar10_train
 from art_ssni.leaderboard.distributed import world
-from art_ssni.leaderboard.protocol import Protocol
+from art_ssni.leaderboard.protocol import AttackProtocol
 from art_ssni.leaderboard.runner import run_leaderboard
 from art_ssni.leaderboard.store import write_json_atomic
 from art_ssni.ssni.reference import ReferenceStats
@@ -106,7 +107,8 @@ def leaderboard(
     :param seed: seed of the run.
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: progress bars (one per rank).
-    :param defence_kwargs: settings of the defence (``t_star``, ``sampler``, ``steps``, ``eta``, ``gradient``,
+    :param defence_kwargs: settings of the defence (``t_star``, ``sampler`` (default ``"ddim"`` with ``steps=10``, as
+        ``art-ssni evaluate``; ``"ddpm"`` is the paper's), ``steps``, ``eta``, ``gradient``,
         ``surrogate_steps``, ``checkpoint``, ``tau``, ``bias``, ``score_steps``, ``batch_size`` is
         ``purifier_batch_size`` here).
     """
@@ -119,6 +121,9 @@ def leaderboard(
     if "purifier_batch_size" in defence_kwargs:
         defence_kwargs["batch_size"] = defence_kwargs.pop("purifier_batch_size")
     defence_kwargs.setdefault("checkpoint", True)
+    # one default sampler with art-ssni evaluate (evaluation.run.DEFAULTS): DDIM-10; sampler="ddpm" for the paper's
+    if defence_kwargs.setdefault("sampler", EVALUATE_DEFAULTS["sampler"]) == "ddim":
+        defence_kwargs.setdefault("steps", EVALUATE_DEFAULTS["steps"])
     nb_classes = DATASETS[dataset][0]
     stats: ReferenceStats | None = None
     if isinstance(reference, ReferenceStats):
@@ -150,7 +155,8 @@ def leaderboard(
 
         if diffusion is None:
             raise ValueError(
-                "diffusion: a local diffusers folder or a Hub repo id is required for CIFAR-10 (e.g. google/ddpm-cifar10-32)."
+                "diffusion: a local diffusers folder or a Hub repo id is required for CIFAR-10 "
+                "(e.g. google/ddpm-cifar10-32)."
             )
         if data_dir is None:
             raise ValueError("data_dir: a local CIFAR-10 folder or .npz is required (no download).")
@@ -163,7 +169,7 @@ def leaderboard(
         eps = DEFAULT_EPS.get((dataset, threat_model))
         if eps is None:
             raise ValueError(f"eps: no default for {dataset} {threat_model}; pass eps.")
-    protocol = Protocol(
+    protocol = AttackProtocol(
         eps=float(eps),
         threat_model=threat_model,
         attacks=tuple(attacks),

@@ -33,13 +33,13 @@ import torch
 from art_ssni.attacks.pgd_eot import PGDEOT
 from art_ssni.attacks.requirements import Requires
 from art_ssni.diffusion.architectures import ddpm_cifar10_unet
-from art_ssni.leaderboard.protocol import Protocol
+from art_ssni.leaderboard.protocol import AttackProtocol
 
 __all__ = ["time_unet", "unet_evaluations"]
 
 
 def unet_evaluations(
-    protocol: Protocol,
+    protocol: AttackProtocol,
     *,
     t_star: int,
     ssni: bool,
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=16, help="UNet rows per timed call (default: 16)")
     parser.add_argument("--n-ex", type=int, default=512, help="examples of the projected run (default: 512)")
     args = parser.parse_args(argv)
-    protocol = Protocol(eps=8 / 255, attacks=("rand-aa", "pgd-eot", "score-aware"))
+    protocol = AttackProtocol(eps=8 / 255, attacks=("rand-aa", "pgd-eot", "score-aware"))
     unet = ddpm_cifar10_unet()
     params = sum(p.numel() for p in unet.parameters())
     timing = time_unet(unet, rows=args.rows, device=args.device)

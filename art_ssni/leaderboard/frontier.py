@@ -39,7 +39,7 @@ from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.result import PROTOCOLS
 from art_ssni.evaluation.stats import mcnemar_p
 from art_ssni.leaderboard.distributed import world
-from art_ssni.leaderboard.protocol import Protocol
+from art_ssni.leaderboard.protocol import AttackProtocol
 from art_ssni.leaderboard.runner import run_leaderboard
 from art_ssni.leaderboard.store import ResultStore
 from art_ssni.ssni.reference import ReferenceStats
@@ -261,7 +261,7 @@ def frontier(
     for name, value in overrides.items():
         if value is not None:
             preset[name] = value
-    protocol = Protocol(
+    protocol = AttackProtocol(
         eps=eps,
         attacks=tuple(attacks),
         iterations=preset["iterations"],
@@ -321,7 +321,7 @@ def frontier(
 def _assemble(
     points: Sequence[FrontierPoint],
     records: Mapping[str, dict[str, Any]],
-    protocol: Protocol,
+    protocol: AttackProtocol,
     budget: str,
     n: int,
     eps: float,

@@ -1,6 +1,6 @@
 """The fixed attack protocol of the leaderboard for randomized defences.
 
-Attack names (``Protocol.attacks``):
+Attack names (``AttackProtocol.attacks``):
 
 * ``"rand-aa"`` -- AutoAttack's "rand" version for randomized defences (Croce & Hein 2020): APGD-CE and APGD-DLR
   (ART's :class:`~art.attacks.evasion.AutoProjectedGradientDescent`), 100 iterations, 1 restart, initial step
@@ -37,7 +37,7 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "PAPER_STEP_RATIO",
     "THREAT_MODELS",
-    "Protocol",
+    "AttackProtocol",
     "batch_seed",
 ]
 
@@ -55,7 +55,7 @@ THREAT_MODELS: dict[str, str | int] = {"Linf": "inf", "L2": 2}
 
 
 @dataclass(frozen=True)
-class Protocol:
+class AttackProtocol:
     """Settings of a leaderboard evaluation (everything that determines its numbers, apart from the models).
 
     :param eps: radius of the threat model, > 0 (pixels in ``[0, 1]``; CIFAR-10 ℓ∞: ``8/255``, ℓ2: ``0.5``).

@@ -40,7 +40,7 @@ from art_ssni.evaluation.robust import batch_seed, robust_accuracy
 from art_ssni.leaderboard.definitions import DEFINITIONS
 from art_ssni.leaderboard.distributed import World, world
 from art_ssni.leaderboard.merge import merge_records
-from art_ssni.leaderboard.protocol import Protocol
+from art_ssni.leaderboard.protocol import AttackProtocol
 from art_ssni.leaderboard.store import ResultStore
 from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.reference import ReferenceStats
@@ -98,7 +98,7 @@ def run_leaderboard(
     x: np.ndarray,
     y: np.ndarray,
     *,
-    protocol: Protocol,
+    protocol: AttackProtocol,
     out: str | os.PathLike[str],
     nb_classes: int,
     defence: str = "ssni-n",
@@ -119,7 +119,7 @@ def run_leaderboard(
     :param diffusion: the diffusion model of the purifier (``None`` only with ``defence="none"``).
     :param x: ``(N, C, H, W)`` float clean images in ``[0, 1]`` (never modified).
     :param y: ``(N,)`` integer labels.
-    :param protocol: the attack protocol (:class:`~art_ssni.leaderboard.Protocol`).
+    :param protocol: the attack protocol (:class:`~art_ssni.leaderboard.AttackProtocol`).
     :param out: output folder (created; see :class:`~art_ssni.leaderboard.store.ResultStore` for its layout).
     :param nb_classes: number of classes of ``classifier``.
     :param defence: ``"none"`` or a name of :func:`art_ssni.defences.available` (e.g. ``"diffpure"``,
@@ -134,8 +134,8 @@ def run_leaderboard(
         worst-case inputs (``t_clean``, ``t_adversarial``; two more scorings per example, for the frontier).
     :return: the ``model_info`` dict (accuracies in percent).
     """
-    if not isinstance(protocol, Protocol):
-        raise TypeError(f"protocol must be an art_ssni.leaderboard.Protocol, got {type(protocol).__name__}.")
+    if not isinstance(protocol, AttackProtocol):
+        raise TypeError(f"protocol must be an art_ssni.leaderboard.AttackProtocol, got {type(protocol).__name__}.")
     x, y = _check_inputs(x, y, nb_classes)
     known = registry.available()
     if defence != "none" and defence not in known:
@@ -241,7 +241,7 @@ def run_leaderboard(
 def _run_batch(
     clf: Any,
     pre: SSNIPreprocessor | None,
-    protocol: Protocol,
+    protocol: AttackProtocol,
     x: np.ndarray,
     y: np.ndarray,
     batch: int,

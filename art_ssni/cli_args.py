@@ -1,0 +1,114 @@
+"""Argument types and input helpers of the ``art-ssni`` command line (layer 8): parsing only, no domain logic."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CLIError",
+    "Spec",
+    "add_options",
+    "check_writable",
+    "csv_names",
+    "load_array_file",
+    "load_factory",
+    "odd_int",
+    "positive_float",
+    "positive_int",
+]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------------- types
+def csv_names(text: str) -> list[str]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return items
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def odd_int(text: str) -> int:
+    value = positive_int(text)
+    if value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"expected an odd integer >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    from art_ssni.leaderboard.api import parse_eps  # "8/255" or "0.03"
+
+    try:
+        return parse_eps(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or a fraction such as 8/255, got {text!r}") from err
+
+
+Spec = list[tuple[tuple[str, ...], dict[str, Any]]]
+
+
+def add_options(p: argparse.ArgumentParser, spec: Spec) -> None:
+    """Add the options of ``spec``; a help text gets its default appended (lists print as ``a,b``)."""
+    for flags, kw in spec:
+        if kw.get("default") is not None and kw.get("action") is None:
+            kw = dict(kw, help=kw["help"] + " (default: %(default)s)")
+        p.add_argument(*flags, **kw)
+
+
+def load_array_file(path: Path, keys: Sequence[str]) -> Any:
+    import numpy as np
+
+    if not path.is_file():
+        raise CLIError(f"{path}: file not found")
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as data:
+            for key in keys:
+                if key in data:
+                    return data[key]
+            raise CLIError(f"{path}: none of the arrays {list(keys)} found (has {list(data.keys())})")
+    except (OSError, ValueError) as err:
+        raise CLIError(f"{path}: cannot read array file ({err})") from err
+
+
+def load_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise CLIError(f"--classifier must be MODULE:FACTORY, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise CLIError(f"--classifier {spec!r}: {err}") from err
+    return factory()
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any expensive work when ``path`` could not be created or written; leaves nothing behind."""
+    probe = path.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".art-ssni-probe-", dir=probe))  # really writable (root, /proc, full disk)
+    except OSError as err:
+        raise CLIError(f"--out {path}: not writable ({err.strerror or err})") from err
