@@ -127,5 +127,5 @@ def test_killed_run_resumes_and_matches(single, tmp_path):
     assert info["runtime"]["batches_computed_this_run"] == 3 - len(finished)
     one, per_one = results(single)
     assert numbers(info) == numbers(one) and per == per_one
-    assert info["n_ex"] == 6 and len(per["clean_correct"]) == 6  # no example lost or duplicated
+    assert info["n_ex"] == 6 and len(per["single"]["clean"]) == 6  # no example lost or duplicated
     done(f"same JSON as an uninterrupted run (killed after {len(finished)} of 3 batches)")

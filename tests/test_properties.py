@@ -26,7 +26,7 @@ from _reliability import PROFILE, expect_clean_error, no_hang, record
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, cli
+from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, cli, cli_frontier
 from art_ssni.diffusion.sampling import num_steps, purify
 from art_ssni.ssni import REWEIGHTS, constant, linear, score_norms, select_timesteps, sigmoid
 
@@ -713,9 +713,10 @@ def test_cli_parser_any_argv(argv):
 def test_cli_main_any_argv(argv):
     """``main`` with the commands stubbed out: every argv either runs the command or exits 0/2, no traceback."""
     ran = []
-    stubs = [
-        mock.patch.object(cli, name, lambda args, n=name: ran.append(n) or 0)
-        for name in dir(cli)
+    stubs = [  # every sub-command's handler, wherever it lives (a missed one would really run: a frontier, a training)
+        mock.patch.object(module, name, lambda args, n=name: ran.append(n) or 0)
+        for module in (cli, cli_frontier)
+        for name in dir(module)
         if name.startswith("_cmd_")
     ]
     out, err = io.StringIO(), io.StringIO()
