@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=Path("docs/frontier/results.json"))
     ap.add_argument("--out", type=Path, default=Path("docs/frontier.md"))
     ap.add_argument("--leaderboard", type=Path, default=Path("docs/leaderboard.md"), help="(and .html beside it)")
+    ap.add_argument("--no-readme", dest="readme", action="store_false", help="leave README.md's verdict block alone")
     args = ap.parse_args(argv)
     results = json.loads(args.results.read_text())
     points = results["points"]
@@ -255,6 +257,26 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     args.out.write_text("\n".join(lines).rstrip() + "\n")
+    readme = Path("README.md")
+    if args.readme and readme.is_file() and "<!-- frontier:start -->" in readme.read_text():
+        block = [
+            f"**Does SSNI beat DiffPure?** On the accuracy-robustness frontier of the digits zoo ({status}; n = "
+            f"{s['n']} images per point, ε = {s['eps']:g}, a weak attack budget: see "
+            "[docs/frontier.md](docs/frontier.md), made by `art-ssni frontier` + `python scripts/frontier_docs.py`):",
+            "",
+            *[line for line in verdict(points) if line.startswith("- ")],
+            "",
+            *[line for line in verdict(points) if line.startswith("So this run")],
+            "SSNI rows also face the selector attack, which DiffPure does not: the per-attack table of "
+            "docs/frontier.md separates a weaker defence from a larger attack budget.",
+        ]
+        text = re.sub(
+            r"<!-- frontier:start -->.*?<!-- frontier:end -->",
+            lambda _: "<!-- frontier:start -->\n" + "\n".join(block) + "\n<!-- frontier:end -->",
+            readme.read_text(),
+            flags=re.S,
+        )
+        readme.write_text(text)
     print(f"wrote {args.out}")
     write_leaderboard(folder / "points", args.leaderboard, s["info"].get("command", ""))
     return 0

@@ -188,7 +188,6 @@ def test_cli_diffusion_takes_a_hub_id(tmp_path, pipeline_folder, images, monkeyp
     assert (tmp_path / "by_id.json").read_text() == (tmp_path / "by_folder.json").read_text()
 
 
-
 def test_saved_defence_by_repo_id_equals_by_folder(tmp_path, tiny_model):
     from art_ssni import SSNIPreprocessor
 
