@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     ])  # fmt: skip
     add_render_arguments(lb)
     lb.set_defaults(func=_cmd_leaderboard)
-    add_frontier_parser(sub)
+    add_frontier_parser(sub, common)
     return parser
 
 

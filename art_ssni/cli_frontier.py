@@ -41,12 +41,15 @@ def _names(text: str) -> list[str]:
     return [] if text.strip().lower() in ("", "none") else [v.strip() for v in text.split(",") if v.strip()]
 
 
-def add_frontier_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``frontier`` to the subcommands ``sub`` of ``art-ssni``; returns its parser."""
+def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Add ``frontier`` to the subcommands ``sub`` of ``art-ssni`` (``parents``: the options every sub-command shares,
+    ``--seed``, ``--device``, ``--quiet``); returns its parser."""
+    from art_ssni.cli_args import positive_float, positive_int
     from art_ssni.leaderboard.frontier import BUDGETS, DEFAULT_ATTACKS, DEFAULT_T_STARS
 
     fr = sub.add_parser(
         "frontier",
+        parents=parents,
         help="accuracy-robustness frontier of DiffPure vs SSNI on the digits zoo across t* and tau (resumable)",
         description="Sweep t* (and SSNI-N's tau) for DiffPure, SSNI-N and SSNI-L on the digits zoo: clean and "
         "worst-case robust accuracy over every applicable attack under single / resubmit-N / vote-K, 95 %% Wilson "
@@ -54,7 +57,14 @@ def add_frontier_parser(sub: Any) -> argparse.ArgumentParser:
         "inputs. Each point is a resumable leaderboard run in OUT/points/; shard with torchrun --nproc_per_node=N. "
         "Writes OUT/results.json and plots. See docs/frontier.md.",
     )
-    fr.add_argument("--n-ex", type=int, default=256, help="first N zoo test images (default: %(default)s; zoo: 450)")
+    fr.add_argument(
+        "--n-images",
+        "--n-ex",
+        dest="n_ex",
+        type=positive_int,
+        default=256,
+        help="first N zoo test images (default: %(default)s; zoo: 450)",
+    )
     fr.add_argument(
         "--t-stars", type=_ints, default=list(DEFAULT_T_STARS), help="comma-separated (default: 50,100,150,200)"
     )
@@ -70,16 +80,13 @@ def add_frontier_parser(sub: Any) -> argparse.ArgumentParser:
     fr.add_argument("--redraws", type=int, default=None, help="override the preset's re-judgings of single")
     fr.add_argument("--resubmit", type=int, default=None, help="override the preset's N of resubmit-N")
     fr.add_argument("--select-draws", type=int, default=None, help="override the preset's draws judging iterates")
-    fr.add_argument("--eps", type=float, default=None, help="ℓ∞ radius (default: the zoo's)")
+    fr.add_argument("--eps", type=positive_float, default=None, help="ℓ∞ radius, 0.2 or 8/255 (default: the zoo's)")
     fr.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="(default: %(default)s)")
     fr.add_argument("--steps", type=int, default=10, help="DDIM steps (default: %(default)s)")
     fr.add_argument("--gradient", choices=["exact", "surrogate"], default="exact", help="(default: %(default)s)")
     fr.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: %(default)s)")
-    fr.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    fr.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="(default: %(default)s)")
     fr.add_argument("--out", type=Path, default=Path("results/frontier"), help="output folder (default: %(default)s)")
     fr.add_argument("--no-plots", action="store_true", help="write results.json only")
-    fr.add_argument("--quiet", action="store_true", help="no progress bars")
     fr.set_defaults(func=_cmd_frontier)
     return fr
 
@@ -92,8 +99,6 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     models = zoo.load("digits", device=args.device)
-    if args.n_ex < 1:
-        raise ValueError(f"n_ex must be >= 1, got {args.n_ex}.")
     points = frontier_points(
         args.defences, args.t_stars, tau_scales=args.tau_scales, tau_t_star=args.tau_t_star, extra_defences=args.extra
     )

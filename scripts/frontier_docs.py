@@ -259,14 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text("\n".join(lines).rstrip() + "\n")
     readme = Path("README.md")
     if args.readme and readme.is_file() and "<!-- frontier:start -->" in readme.read_text():
+        sentences = verdict(points)
         block = [
             f"**Does SSNI beat DiffPure?** On the accuracy-robustness frontier of the digits zoo ({status}; n = "
             f"{s['n']} images per point, ε = {s['eps']:g}, a weak attack budget: see "
             "[docs/frontier.md](docs/frontier.md), made by `art-ssni frontier` + `python scripts/frontier_docs.py`):",
             "",
-            *[line for line in verdict(points) if line.startswith("- ")],
+            *[line for line in sentences if line.startswith("- ")],
             "",
-            *[line for line in verdict(points) if line.startswith("So this run")],
+            *[line for line in sentences if line.startswith("So this run")],
             "SSNI rows also face the selector attack, which DiffPure does not: the per-attack table of "
             "docs/frontier.md separates a weaker defence from a larger attack budget.",
         ]
