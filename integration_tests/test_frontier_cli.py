@@ -82,8 +82,10 @@ def test_tiny_frontier_run_docs_and_leaderboard_page(tmp_path):
 
     page = tmp_path / "frontier.md"
     board = tmp_path / "leaderboard.md"
+    readme = (ROOT / "README.md").read_text()
     done = run(
         "scripts/frontier_docs.py",
+        "--no-readme",  # a tiny run must never overwrite the published verdict (0.2.0 shipped an n = 4 block)
         "--results",
         str(out / "results.json"),
         "--out",
@@ -92,6 +94,7 @@ def test_tiny_frontier_run_docs_and_leaderboard_page(tmp_path):
         str(board),
     )
     assert done.returncode == 0, done.stderr
+    assert (ROOT / "README.md").read_text() == readme
     text = page.read_text()
     assert "## Verdict" in text and "| ssni-l_t150 | 150 |" in text
     assert "(frontier/frontier_single.png)" in text
