@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from art_ssni.cli_args import (
+    ATTACK_WEIGHT_OPTIONS,
     CLIError,
     Spec,
     add_options,
@@ -60,6 +61,7 @@ def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
         (("--votes",), dict(type=odd_int, default=9, help="K of the vote-K protocol, odd")),
         (("--redraws",), dict(type=positive_int, default=5, help="re-judgings of the single protocol")),
         (("--resubmit",), dict(type=positive_int, default=10, help="N of the resubmit-N protocol")),
+        *ATTACK_WEIGHT_OPTIONS,
         (("--t-star",), dict(type=positive_int, default=None, help="base noise level t* (default: the preset's)")),
         (("--sampler",), dict(choices=["ddpm", "ddim"], default=DEFAULTS["sampler"],
           help="reverse sampler of the defence; ddim keeps CPU runs short, the paper's defence runs ddpm")),
@@ -183,7 +185,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.classifier is not None:
         data["classifier"] = load_factory(args.classifier).to(args.device).eval()
         data["nb_classes"] = args.nb_classes
-    same = "defences base attacks n_images eps eps_step iterations eot votes redraws resubmit t_star tau bias"
+    same = "defences base attacks n_images eps eps_step iterations eot votes redraws resubmit lam stealth_quantile"
+    same += " temperature t_star tau bias"
     same += " sampler steps eta gradient checkpoint seed device"
     results = evaluate(
         zoo.load(args.zoo, device=args.device),
@@ -263,7 +266,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     optional = {"t_star": args.t_star, "steps": steps, "surrogate_steps": args.surrogate_steps}
     try:
         same = "defence attacks diffusion data_dir model_dir reference n_ref out iterations eot eps_step votes"
-        same += " redraws resubmit batch_size seed device sampler gradient"
+        same += " redraws resubmit lam stealth_quantile temperature batch_size seed device sampler gradient"
         info = leaderboard(
             args.model,
             dataset=args.dataset,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ATTACK_WEIGHT_OPTIONS",
     "CLIError",
     "Spec",
     "add_options",
@@ -18,7 +19,9 @@ __all__ = [
     "csv_names",
     "load_array_file",
     "load_factory",
+    "nonnegative_float",
     "odd_int",
+    "open_unit_float",
     "positive_float",
     "positive_int",
 ]
@@ -62,7 +65,48 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number > 0 or a fraction such as 8/255, got {text!r}") from err
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value:g}")
+    return value
+
+
+def open_unit_float(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value:g}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value:g}")
+    return value
+
+
 Spec = list[tuple[tuple[str, ...], dict[str, Any]]]
+
+#: the weights of the selector and selective attacks (evaluate, leaderboard and frontier; the registry's defaults)
+ATTACK_WEIGHT_OPTIONS: Spec = [
+    (("--lam",), dict(type=nonnegative_float, default=1.0,
+      help="weight λ of the score term of the score-aware attacks (stealth: the starting multiplier)")),
+    (("--stealth-quantile",), dict(type=open_unit_float, default=0.25,
+      help="reference quantile below which score-aware-stealth keeps the score norm")),
+    (("--temperature",), dict(type=_positive_number, default=0.25,
+      help="softmax temperature (nats) of the selective-eot copy weights")),
+]  # fmt: skip
 
 
 def add_options(p: argparse.ArgumentParser, spec: Spec) -> None:

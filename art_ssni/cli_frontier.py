@@ -44,7 +44,7 @@ def _names(text: str) -> list[str]:
 def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``frontier`` to the subcommands ``sub`` of ``art-ssni`` (``parents``: the options every sub-command shares,
     ``--seed``, ``--device``, ``--quiet``); returns its parser."""
-    from art_ssni.cli_args import positive_float, positive_int
+    from art_ssni.cli_args import ATTACK_WEIGHT_OPTIONS, add_options, positive_float, positive_int
     from art_ssni.leaderboard.frontier import BUDGETS, DEFAULT_ATTACKS, DEFAULT_T_STARS
 
     fr = sub.add_parser(
@@ -80,6 +80,7 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
     fr.add_argument("--redraws", type=int, default=None, help="override the preset's re-judgings of single")
     fr.add_argument("--resubmit", type=int, default=None, help="override the preset's N of resubmit-N")
     fr.add_argument("--select-draws", type=int, default=None, help="override the preset's draws judging iterates")
+    add_options(fr, ATTACK_WEIGHT_OPTIONS)
     fr.add_argument("--eps", type=positive_float, default=None, help="ℓ∞ radius, 0.2 or 8/255 (default: the zoo's)")
     fr.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="(default: %(default)s)")
     fr.add_argument("--steps", type=int, default=10, help="DDIM steps (default: %(default)s)")
@@ -122,6 +123,9 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
         redraws=args.redraws,
         resubmit=args.resubmit,
         select_draws=args.select_draws,
+        lam=args.lam,
+        stealth_quantile=args.stealth_quantile,
+        temperature=args.temperature,
         batch_size=args.batch_size,
         seed=args.seed,
         defence_kwargs={

@@ -85,6 +85,9 @@ def numbers(info: dict) -> dict:
         (dict(eps=0.1, seed=-1), "seed must be an int >= 0"),
         (dict(eps=0.1, votes=0), "votes must be an odd int >= 1"),
         (dict(eps=0.1, votes=2), "votes must be an odd int >= 1"),
+        (dict(eps=0.1, lam=-1.0), "lam must be a finite number >= 0"),
+        (dict(eps=0.1, stealth_quantile=1.0), r"stealth_quantile must be a number in \(0, 1\)"),
+        (dict(eps=0.1, temperature=0.0), "temperature must be a finite number > 0"),
     ],
 )
 def test_protocol_validation(kw, message):

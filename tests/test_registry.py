@@ -66,6 +66,44 @@ def test_build_uses_the_settings_and_the_defence_eot(model, images):
     assert undefended["pgd-eot"].eot_iter == 1  # a deterministic classifier: EOT would repeat one gradient
 
 
+def test_the_selector_weights_reach_the_attacks(model, images):
+    """λ, the stealth quantile, the temperature and the vote's K (issue 17 item 5): settings -> attacks, and the
+    leaderboard protocol records each with the attack that uses it."""
+    from art_ssni.leaderboard.protocol import AttackProtocol
+
+    clf = classifier(purifier(model, images))
+    s = AttackSettings(eps=0.1, max_iter=1, eot=2, lam=0.3, stealth_quantile=0.1, temperature=2.0, votes=5)
+    attacks = build(["score-aware", "score-aware-stealth", "selective-eot", "selective-eot-vote"], clf, s)
+    assert attacks["score-aware"].lam == 0.3
+    assert attacks["score-aware-stealth"].stealth_quantile == 0.1 and attacks["score-aware-stealth"].lam == 0.3
+    assert attacks["selective-eot"].temperature == 2.0
+    assert attacks["selective-eot-vote"].protocol == "vote" and attacks["selective-eot-vote"].votes == 5
+    protocol = AttackProtocol(
+        eps=0.1, attacks=("selective-eot", "score-aware-stealth"), stealth_quantile=0.1, temperature=2.0, votes=3
+    )
+    built = protocol.build(clf, seed=0)
+    assert built["selective-eot"].temperature == 2.0 and built["score-aware-stealth"].stealth_quantile == 0.1
+    described = protocol.describe(meets(clf))
+    assert described["attacks"]["selective-eot"]["temperature"] == 2.0
+    assert described["attacks"]["score-aware-stealth"]["stealth_quantile"] == 0.1
+    assert "temperature" not in described and "stealth_quantile" not in described  # one home: the attack's entry
+
+
+def test_cli_selector_weight_options():
+    from art_ssni.cli import build_parser
+
+    parser = build_parser()
+    for command in (["evaluate"], ["leaderboard"], ["frontier"]):
+        args = parser.parse_args([*command, "--lam", "0.5", "--stealth-quantile", "0.05", "--temperature", "1"])
+        assert (args.lam, args.stealth_quantile, args.temperature) == (0.5, 0.05, 1.0)
+    defaults = parser.parse_args(["evaluate"])
+    s = AttackSettings(eps=0.1)
+    assert (defaults.lam, defaults.stealth_quantile, defaults.temperature) == (s.lam, s.stealth_quantile, s.temperature)
+    for bad in (["--lam", "-1"], ["--stealth-quantile", "1"], ["--temperature", "0"], ["--temperature", "nan"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["evaluate", *bad])
+
+
 def test_adding_an_attack_is_one_registry_entry(monkeypatch, images):
     entry = AttackEntry(
         lambda est, s: {"my-pgd": PGDEOT(est, **s.pgd_kwargs(est))}, needs=(), description="PGD under another name"

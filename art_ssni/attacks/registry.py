@@ -49,7 +49,10 @@ class AttackSettings:
     :param select_every: iterations between judgings (``None``: the attack's default, at most 10 judgings).
     :param num_random_init: random starts.
     :param restarts: APGD restarts.
-    :param lam: weight of the score term of the score-aware attacks.
+    :param lam: weight λ of the score term of the score-aware attacks (the stealth mode's starting multiplier).
+    :param stealth_quantile: reference quantile the stealth attack keeps the score norm below, in ``(0, 1)``.
+    :param temperature: softmax temperature (nats) of the selective EOT attack's copy weights, ``> 0``.
+    :param votes: ``K`` of the vote-K protocol the ``selective-eot-vote`` attack aims at (odd).
     :param batch_size: samples attacked together.
     :param seed: seed of the attacks' own randomness.
     :param verbose: progress bars.
@@ -65,6 +68,9 @@ class AttackSettings:
     num_random_init: int = 0
     restarts: int = 1
     lam: float = 1.0
+    stealth_quantile: float = 0.25
+    temperature: float = 0.25
+    votes: int = 9
     batch_size: int = 32
     seed: int | None = 0
     verbose: bool = False
@@ -143,7 +149,8 @@ def _selective(protocol: str) -> Factory:
     def factory(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
         kwargs = s.pgd_kwargs(estimator, through_defence=False)  # the attack draws its EOT copies itself
         name = "selective-eot" if protocol == "single" else f"selective-eot-{protocol}"
-        return {name: SelectiveEOTPGD(estimator, protocol=protocol, **kwargs)}
+        weights = {"temperature": float(s.temperature)} if protocol == "single" else {"votes": int(s.votes)}
+        return {name: SelectiveEOTPGD(estimator, protocol=protocol, **weights, **kwargs)}
 
     return factory
 
@@ -158,7 +165,7 @@ def _low_frequency(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack
 
 def _score_aware_stealth(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
     kwargs = s.pgd_kwargs(estimator)
-    attack = ScoreAwarePGD(estimator, lam=max(float(s.lam), 1e-3), stealth_quantile=0.25, **kwargs)
+    attack = ScoreAwarePGD(estimator, lam=max(float(s.lam), 1e-3), stealth_quantile=float(s.stealth_quantile), **kwargs)
     return {"score-aware-stealth": attack}
 
 
@@ -207,7 +214,7 @@ ATTACKS: dict[str, AttackEntry] = {
     "score-aware-stealth": AttackEntry(
         _score_aware_stealth,
         ScoreAwarePGD.defence_requirements,
-        "score-aware PGD keeping the score norm below the reference 0.25-quantile (SSNI picks a small t)",
+        "score-aware PGD keeping the score norm below a reference quantile (default 0.25: SSNI picks a small t)",
     ),
 }
 

@@ -73,6 +73,9 @@ def leaderboard(
     votes: int = 9,
     redraws: int = 5,
     resubmit: int = 10,
+    lam: float = 1.0,
+    stealth_quantile: float = 0.25,
+    temperature: float = 0.25,
     batch_size: int = 32,
     seed: int = 0,
     device: str = "cpu",
@@ -103,6 +106,9 @@ def leaderboard(
     :param votes: ``K`` of the vote-K protocol (odd).
     :param redraws: re-judgings of the single protocol.
     :param resubmit: ``N`` of the resubmit-N protocol.
+    :param lam: weight λ of the score term of the score-aware attacks.
+    :param stealth_quantile: reference quantile the ``score-aware-stealth`` attack keeps the score norm below.
+    :param temperature: softmax temperature of the ``selective-eot`` copy weights.
     :param batch_size: examples per batch (the unit of sharding and resuming).
     :param seed: seed of the run.
     :param device: ``"cpu"`` or ``"cuda"``.
@@ -179,6 +185,9 @@ def leaderboard(
         votes=votes,
         redraws=redraws,
         resubmit=resubmit,
+        lam=lam,
+        stealth_quantile=stealth_quantile,
+        temperature=temperature,
         batch_size=batch_size,
         seed=seed,
     )

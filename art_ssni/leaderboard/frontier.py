@@ -208,6 +208,9 @@ def frontier(
     resubmit: int | None = None,
     select_draws: int | None = None,
     eps_step: float | None = None,
+    lam: float = 1.0,
+    stealth_quantile: float = 0.25,
+    temperature: float = 0.25,
     batch_size: int = 32,
     seed: int = 0,
     defence_kwargs: Mapping[str, Any] | None = None,
@@ -230,6 +233,9 @@ def frontier(
     :param budget: ``"quick"`` or ``"paper"`` (:data:`BUDGETS`); ``iterations``, ``eot``, ``votes``, ``redraws``,
         ``resubmit`` and ``select_draws`` (the keys of a preset) override it when not ``None``.
     :param eps_step: PGD step; ``None``: the leaderboard's (0.007 per 8/255 of radius).
+    :param lam: weight λ of the score term of the score-aware attacks.
+    :param stealth_quantile: reference quantile the ``score-aware-stealth`` attack keeps the score norm below.
+    :param temperature: softmax temperature of the ``selective-eot`` copy weights.
     :param batch_size: examples per batch (the unit of resuming and sharding).
     :param seed: seed of the run (every point uses the same per-batch seeds).
     :param defence_kwargs: settings of every defence (``sampler``, ``steps``, ``gradient``, ``score_steps``...);
@@ -271,6 +277,9 @@ def frontier(
         redraws=preset["redraws"],
         resubmit=preset["resubmit"],
         select_draws=preset["select_draws"],
+        lam=lam,
+        stealth_quantile=stealth_quantile,
+        temperature=temperature,
         batch_size=batch_size,
         seed=seed,
     )

@@ -54,6 +54,19 @@ PAPER_STEP_RATIO = 0.007 / (8 / 255)
 THREAT_MODELS: dict[str, str | int] = {"Linf": "inf", "L2": 2}
 
 
+#: settings that only one attack uses: recorded with that attack in :meth:`AttackProtocol.describe`
+_PER_ATTACK = ("stealth_quantile", "temperature")
+
+
+def _weights(attack: str, protocol: AttackProtocol) -> dict[str, float]:
+    """The weighting settings ``attack`` uses (the selector and selective EOT attacks), for the results file."""
+    if attack == "score-aware-stealth":
+        return {"stealth_quantile": float(protocol.stealth_quantile)}
+    if attack == "selective-eot":
+        return {"temperature": float(protocol.temperature)}
+    return {}
+
+
 @dataclass(frozen=True)
 class AttackProtocol:
     """Settings of a leaderboard evaluation (everything that determines its numbers, apart from the models).
@@ -65,7 +78,9 @@ class AttackProtocol:
     :param eot: purifications averaged per gradient (EOT), >= 1 (standard: 20).
     :param eps_step: PGD-type step size; ``None``: ``PAPER_STEP_RATIO · eps`` (0.007 at 8/255).
     :param restarts: APGD restarts, >= 1 (AutoAttack rand: 1).
-    :param lam: weight of the score term of the score-aware attacks, >= 0.
+    :param lam: weight λ of the score term of the score-aware attacks, >= 0.
+    :param stealth_quantile: reference quantile below which ``score-aware-stealth`` keeps the score norm, in (0, 1).
+    :param temperature: softmax temperature (nats) of the ``selective-eot`` copy weights, > 0.
     :param votes: ``K`` of the vote-K protocol, odd, >= 1 (default 9).
     :param redraws: re-judgings of the single protocol, >= 1 (default 5).
     :param resubmit: ``N`` of the resubmit-N protocol, >= 1 (default 10).
@@ -82,6 +97,8 @@ class AttackProtocol:
     eps_step: float | None = None
     restarts: int = 1
     lam: float = 1.0
+    stealth_quantile: float = 0.25
+    temperature: float = 0.25
     votes: int = 9
     redraws: int = 5
     resubmit: int = 10
@@ -114,6 +131,10 @@ class AttackProtocol:
             raise ValueError(f"restarts must be an int >= 1, got {self.restarts!r}.")
         if not is_finite_real(self.lam) or self.lam < 0:
             raise ValueError(f"lam must be a finite number >= 0, got {self.lam!r}.")
+        if not is_finite_real(self.stealth_quantile) or not 0 < self.stealth_quantile < 1:
+            raise ValueError(f"stealth_quantile must be a number in (0, 1), got {self.stealth_quantile!r}.")
+        if not is_finite_real(self.temperature) or self.temperature <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}.")
         if not is_int(self.votes) or self.votes < 1 or self.votes % 2 == 0:
             raise ValueError(f"votes must be an odd int >= 1, got {self.votes!r}.")
         for name in ("redraws", "resubmit", "select_draws", "batch_size"):
@@ -154,6 +175,9 @@ class AttackProtocol:
             select_draws=int(self.select_draws),
             restarts=int(self.restarts),
             lam=float(self.lam),
+            stealth_quantile=float(self.stealth_quantile),
+            temperature=float(self.temperature),
+            votes=int(self.votes),
             batch_size=int(self.batch_size),
             seed=seed,
         )
@@ -172,11 +196,12 @@ class AttackProtocol:
                 "iterations": self.iterations_of(name),
                 "eot": self.eot if purified else 1,
                 **({"restarts": self.restarts, "initial_step": 2.0 * float(self.eps)} if name == "rand-aa" else {}),
+                **_weights(name, self),
             }
             for name in run
         }
         return {
-            **{k: v for k, v in asdict(self).items() if k not in ("attacks",)},
+            **{k: v for k, v in asdict(self).items() if k not in ("attacks", *_PER_ATTACK)},
             "attacks": attacks,
             "skipped_attacks": skipped,
             "norm": str(self.norm),
