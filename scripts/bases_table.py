@@ -10,6 +10,7 @@ selection for the SSNI rows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -50,6 +51,7 @@ def base_settings(base: str, models: zoo.ZooModels) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--t-star", type=int, default=None, help="base noise level t* (default: the zoo's)")
     parser.add_argument("--n-images", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=5, help="PGD iterations")
     parser.add_argument("--eot", type=int, default=1, help="EOT purifications per gradient (eot_samples)")
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     models = zoo.load("digits", path=args.zoo_path)
+    if args.t_star is not None:  # the published run pins t* (docs give the command)
+        models = dataclasses.replace(models, t_star=args.t_star)
     x, y = models.x_test[: args.n_images], models.y_test[: args.n_images]
     common = dict(sampler="ddim", steps=args.steps, eta=1.0, seed=args.seed, gradient="exact", eot_samples=args.eot)
     attack_settings = AttackSettings(eps=models.eps, max_iter=args.iterations, eot=args.eot, seed=args.seed)

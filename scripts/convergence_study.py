@@ -16,6 +16,7 @@ and a finished point is never recomputed (resumable); ``--plot`` draws both swee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def run_point(models: Any, defence: str, x: np.ndarray, y: np.ndarray, args: arg
         sampler="ddim",
         steps=args.steps,
         eta=1.0,
-        checkpoint=True,
+        checkpoint=False,  # 8x8 images: the graph fits; same gradients as checkpoint=True, a third less time
         batch_size=512,
         seed=args.seed,
         device_type="cpu",
@@ -154,6 +155,7 @@ def table(data: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--t-star", type=int, default=None, help="base noise level t* (default: the zoo's)")
     ap.add_argument("--n", type=int, default=64, help="test images (the first n of the zoo's test split)")
     ap.add_argument("--defences", nargs="+", default=["diffpure", "ssni-n"])
     ap.add_argument("--attacks", nargs="+", default=["pgd-eot"], choices=ATTACKS)
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         plot(json.loads(args.out.read_text()), args.plot or args.out.with_suffix(".png"))
         return
     models = zoo.load("digits")
+    if args.t_star is not None:  # the published run pins t* (docs give the command)
+        models = dataclasses.replace(models, t_star=args.t_star)
     args.eps = float(models.eps if args.eps is None else args.eps)
     settings = {
         "n": args.n,

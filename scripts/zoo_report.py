@@ -163,7 +163,8 @@ def render(zoo_dir: str | os.PathLike[str], name: str = "digits") -> str:
         "",
         *_table("t*", m["diffpure_clean_accuracy_by_t_star"]),
         "",
-        f"At the defaults (t* = {m['t_star']}, ε = {m['eps']:g}):",
+        f"At the training run's t* = {m['t_star']} (ε = {m['eps']:g}; the shipped default t* is {cfg['t_star']}, "
+        "chosen from the frontier: docs/frontier.md):",
         "",
         "| defence | clean accuracy | accuracy on the undefended PGD examples (transfer) | mean t (clean / PGD) |",
         "|---|---|---|---|",

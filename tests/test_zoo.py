@@ -143,19 +143,19 @@ def test_default_attack_drives_undefended_accuracy_near_zero(digits):
     assert _accuracy(digits.classifier, x_adv, y) <= 0.05
 
 
-def test_diffpure_keeps_clean_accuracy_at_default_t_star(digits):
-    x, y = digits.x_test[:64], digits.y_test[:64]
-    pre = SSNIPreprocessor(
-        digits.diffusion,
-        reweight="constant",
-        t_star=digits.t_star,
-        sampler="ddim",
-        steps=10,
-        seed=0,
-        device_type="cpu",
-    )
-    purified, _ = pre(x)
-    assert _accuracy(digits.classifier, purified, y) >= 0.9
+def test_default_t_star_is_where_ssni_has_clean_accuracy_to_win_back(digits):
+    """The zoo's default t* sits below the clean-accuracy ceiling (DiffPure loses accuracy there) but not so high
+    that purification destroys the digits; SSNI-N, which gives clean inputs less noise, keeps more of it."""
+    x, y = digits.x_test[:128], digits.y_test[:128]
+    common = dict(t_star=digits.t_star, sampler="ddim", steps=10, seed=0, device_type="cpu")
+    diffpure = SSNIPreprocessor(digits.diffusion, reweight="constant", **common)
+    ssni = SSNIPreprocessor(digits.diffusion, reweight="sigmoid", reference=digits.reference, **common)
+    classifier_acc = _accuracy(digits.classifier, x, y)
+    diffpure_acc = _accuracy(digits.classifier, diffpure(x)[0], y)
+    ssni_acc = _accuracy(digits.classifier, ssni(x)[0], y)
+    assert 0.75 <= diffpure_acc <= classifier_acc - 0.04, (diffpure_acc, classifier_acc)
+    assert ssni_acc > diffpure_acc, (ssni_acc, diffpure_acc)  # seed 0: 94.5 vs 90.6 % (n = 256: +8.6 points)
+    assert ssni.timesteps(x).mean() < digits.t_star - 30  # clean inputs get less noise than t*
 
 
 def test_shipped_metrics_meet_quality_bars():

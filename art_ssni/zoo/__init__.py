@@ -2,7 +2,7 @@
 
 >>> from art_ssni import zoo
 >>> models = zoo.load("digits")                       # DiffusionModel + classifier + data split + defaults
->>> models.x_test.shape, models.t_star, models.eps    # ((450, 1, 8, 8), 100, 0.2)
+>>> models.x_test.shape, models.t_star, models.eps    # ((450, 1, 8, 8), 200, 0.2)
 
 Weights are read from the package folder ``art_ssni/zoo/weights/<name>/`` (safetensors and JSON only, no pickle,
 no download). ``docs/zoo.md`` documents the split, the architectures and the measured metrics.
@@ -57,7 +57,8 @@ class ZooModels:
     :param y_train: ``(N_train,)`` int64 labels.
     :param x_test: ``(N_test, 1, 8, 8)`` float32 test images in ``[0, 1]``.
     :param y_test: ``(N_test,)`` int64 labels.
-    :param t_star: the zoo's default DiffPure / SSNI base noise level ``t*``.
+    :param t_star: the zoo's default DiffPure / SSNI base noise level ``t*`` (200: where a constant level costs
+        clean accuracy and SSNI's trade-off shows; docs/frontier.md, "The zoo's default t*").
     :param eps: the zoo's default ℓ∞ attack budget (in ``[0, 1]`` pixel units).
     :param nb_classes: number of classes.
     :param reference: the shipped :class:`~art_ssni.ssni.ReferenceStats` (clean training score norms).
