@@ -51,6 +51,18 @@ def test_tau_sweep_off_the_grid_brings_its_own_baseline():
     ]
 
 
+def test_the_tau_sweep_is_for_the_swept_defences_only():
+    points = frontier_points(["diffpure", "ssni-n"], [200], tau_scales=[0.5, 1, 2], extra_defences=["gns", "gns+ssni-n"])
+    assert [p.id for p in points] == [
+        "diffpure_t200",
+        "ssni-n_t200_tau1",
+        "ssni-n_t200_tau0.5",
+        "ssni-n_t200_tau2",
+        "gns_t200",
+        "gns-ssni-n_t200_tau1",
+    ]
+
+
 def test_extra_defences_run_at_one_t_star_with_their_own_baseline():
     points = frontier_points(["diffpure", "ssni-n"], [100, 150], tau_scales=[], extra_defences=["gns", "gns+ssni-n"])
     ids = [p.id for p in points]

@@ -143,8 +143,8 @@ def frontier_points(
                 add(d, t_star, 1.0)
         if t_star == tau_t_star and (tau_scales or extra_defences):
             for d in [*defences, *extra_defences]:
-                if _is_sigmoid(d):
-                    for scale in tau_scales or [1.0]:
+                if _is_sigmoid(d):  # the τ sweep belongs to ``defences``; extra defences run at τ = 1 x std
+                    for scale in (tau_scales or [1.0]) if d in defences else [1.0]:
                         add(d, t_star, scale)
                 elif d in extra_defences or registry.spec(d).reweight == "constant":
                     add(d, t_star, None)  # a constant base is the baseline of the McNemar tests
