@@ -203,7 +203,7 @@ def _overhead(rows_in: list[dict[str, Any]]) -> list[str]:
     r0 = rows_in[0]
     out.append(
         f"Score norms with T' = {r0['score_steps']} (`art_ssni.ssni.score_norms`) versus purification of the same "
-        f"batch at the default t* = {r0['t_star']} for every sample. *one call* = all B·T' noised copies in one UNet "
+        f"batch at t* = {r0['t_star']} for every sample. *one call* = all B·T' noised copies in one UNet "
         f"call (the library's default); *T' calls* = `score_norms(batch_size=B)`, T' UNet calls of B rows (the "
         f"one-call-per-timestep layout). DDPM purification = t* ancestral steps; DDIM = "
         f"{r0['ddim_steps']} strided steps."
