@@ -16,6 +16,13 @@ GOALS = {
     "score_overhead": 0.15,  # score time / purification time at the default t*
 }
 
+#: the T' sweep lives on its own page (scripts/score_steps_study.py writes its numbers; this report only links it)
+SCORE_STEPS_LINK = (
+    "- How this cost, the detection AUROC and SSNI-N's accuracy change with T' (1 to 20, a fresh reference per T') "
+    "is measured by `scripts/score_steps_study.py` on its own page: "
+    "[T′ (score_steps): detection, accuracy and scoring cost](score_steps.md)."
+)
+
 
 def _f(value: float, digits: int = 3) -> str:
     if value == 0:
@@ -253,6 +260,7 @@ def _overhead(rows_in: list[dict[str, Any]]) -> list[str]:
             "than t* calls of B rows. Score norms from one call and from T' calls agree to a relative "
             f"{_f(r['max_rel_diff_one_vs_T_calls'])}."
         )
+    out.append(SCORE_STEPS_LINK)
     out.append("")
     return out
 
