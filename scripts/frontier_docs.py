@@ -284,15 +284,15 @@ def main(argv: list[str] | None = None) -> int:
         "The budget was chosen after timing one batch on this machine (2 CPU cores shared by four processes, load "
         "average about 9): the smallest attack budget that still runs every attack at n >= 256 and three t* values "
         "(the batch time of each point is in the table). It is far below the SSNI paper's (200 iterations, EOT 20). "
-        "How far below the plateau: the preliminary convergence study in docs/attacks.md (n = 32, t* = 100, "
-        "PGD-EOT) finds the iteration curve flat from about 20 iterations at EOT 4, but the EOT curve not yet flat "
-        "at 16 samples: at 10 iterations DiffPure's worst case falls from 55.6 % (EOT 1) to 46.9 % (EOT 16) under "
-        "the single protocol and from 59.4 % to 34.4 % under the vote. This run's EOT 1 and few iterations are "
-        "therefore well below the plateau (by about 9 points single and 25 points vote for DiffPure at t* = 100, "
-        "by that study): the robust accuracies here are upper bounds of the true robustness, the vote's the most, "
-        "and the comparison is between defences under the same weak attacks. The presets `--budget quick` "
-        "(10 iterations, EOT 4) and `--budget paper` (200, EOT 20) are likewise below / at the paper's budget; "
-        "neither is yet checked against a converged study.",
+        "How far below the plateau: the convergence study in docs/attacks.md (n = 32, t* = 100, PGD-EOT, 10–100 "
+        "iterations, EOT 1–32) finds the single protocol flat in iterations and the EOT curves falling up to EOT 16 "
+        "(not further at 32): at 10 iterations DiffPure's worst case falls from 55.6 % (EOT 1) to 46.9 % (EOT 16) "
+        "under the single protocol and from 59.4 % to 34.4 % under the vote; the vote also keeps falling with "
+        "iterations up to 100. This run's EOT 1 and 4 iterations are therefore well below the plateau (by about 9 "
+        "points single and 25 points vote for DiffPure at t* = 100, by that study): the robust accuracies here are "
+        "upper bounds of the true robustness, the vote's the most, and the comparison is between defences under the "
+        "same weak attacks. The presets `--budget quick` (10 iterations, EOT 4), `--budget strong` (20, EOT 16: the "
+        "study's EOT plateau) and `--budget paper` (200, EOT 20) are there for longer runs.",
         "",
         *(
             []

@@ -212,7 +212,7 @@ def test_bad_arguments_are_refused_before_any_work(model, tmp_path, kw, error, m
 def test_budget_presets():
     assert BUDGETS["paper"]["iterations"] == 200 and BUDGETS["paper"]["eot"] == 20  # the SSNI paper's PGD-EOT
     assert BUDGETS["quick"]["iterations"] < BUDGETS["paper"]["iterations"]
-    assert BUDGETS["quick"]["eot"] < BUDGETS["plateau"]["eot"] <= BUDGETS["paper"]["eot"]  # the convergence study
+    assert BUDGETS["quick"]["eot"] < BUDGETS["strong"]["eot"] <= BUDGETS["paper"]["eot"]  # the convergence study
     assert all(b["votes"] % 2 == 1 for b in BUDGETS.values())
 
 
