@@ -17,6 +17,9 @@ __all__ = [
     "add_options",
     "check_writable",
     "csv_names",
+    "csv_names_or_none",
+    "csv_positive_floats_or_none",
+    "csv_positive_ints",
     "load_array_file",
     "load_factory",
     "nonnegative_float",
@@ -37,6 +40,21 @@ def csv_names(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list of names")
     return items
+
+
+def csv_names_or_none(text: str) -> list[str]:
+    """``a,b`` -> ``["a", "b"]``; ``none`` (or nothing) -> ``[]``."""
+    return [] if text.strip().lower() in ("", "none") else csv_names(text)
+
+
+def csv_positive_ints(text: str) -> list[int]:
+    """``50,100`` -> ``[50, 100]``, every item an int >= 1."""
+    return [positive_int(item) for item in csv_names(text)]
+
+
+def csv_positive_floats_or_none(text: str) -> list[float]:
+    """``0.5,1,2`` -> ``[0.5, 1.0, 2.0]``, every item a finite number > 0; ``none`` (or nothing) -> ``[]``."""
+    return [_positive_number(item) for item in csv_names_or_none(text)]
 
 
 def positive_int(text: str) -> int:

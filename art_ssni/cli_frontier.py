@@ -15,36 +15,19 @@ from typing import Any
 __all__ = ["add_frontier_parser", "add_render_arguments", "plot_frontier", "render_command"]
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from err
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints >= 1, got {text!r}")
-    return values
-
-
-def _floats(text: str) -> list[float]:
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers or 'none', got {text!r}") from err
-    if any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected numbers > 0, got {text!r}")
-    return values
-
-
-def _names(text: str) -> list[str]:
-    return [] if text.strip().lower() in ("", "none") else [v.strip() for v in text.split(",") if v.strip()]
-
-
 def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``frontier`` to the subcommands ``sub`` of ``art-ssni`` (``parents``: the options every sub-command shares,
     ``--seed``, ``--device``, ``--quiet``); returns its parser."""
-    from art_ssni.cli_args import ATTACK_WEIGHT_OPTIONS, add_options, positive_float, positive_int
+    from art_ssni.cli_args import (
+        ATTACK_WEIGHT_OPTIONS,
+        add_options,
+        csv_names_or_none,
+        csv_positive_floats_or_none,
+        csv_positive_ints,
+        odd_int,
+        positive_float,
+        positive_int,
+    )
     from art_ssni.leaderboard.frontier import BUDGETS, DEFAULT_ATTACKS, DEFAULT_T_STARS
 
     fr = sub.add_parser(
@@ -66,26 +49,42 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
         help="first N zoo test images (default: %(default)s; zoo: 450)",
     )
     fr.add_argument(
-        "--t-stars", type=_ints, default=list(DEFAULT_T_STARS), help="comma-separated (default: 50,100,150,200)"
+        "--t-stars",
+        type=csv_positive_ints,
+        default=list(DEFAULT_T_STARS),
+        help="comma-separated (default: 50,100,150,200)",
     )
-    fr.add_argument("--defences", type=_names, default=["diffpure", "ssni-n", "ssni-l"], help="swept over t*")
-    fr.add_argument("--tau-scales", type=_floats, default=[0.5, 1.0, 2.0], help="SSNI-N tau / reference std ('none')")
-    fr.add_argument("--tau-t-star", type=int, default=None, help="t* of the tau sweep and --extra (default: middle)")
-    fr.add_argument("--extra", type=_names, default=[], help="more defences at --tau-t-star, e.g. gns,gns+ssni-n")
-    fr.add_argument("--attacks", type=_names, default=list(DEFAULT_ATTACKS), help="(default: %(default)s)")
+    fr.add_argument(
+        "--defences", type=csv_names_or_none, default=["diffpure", "ssni-n", "ssni-l"], help="swept over t*"
+    )
+    fr.add_argument(
+        "--tau-scales",
+        type=csv_positive_floats_or_none,
+        default=[0.5, 1.0, 2.0],
+        help="SSNI-N tau / reference std ('none')",
+    )
+    fr.add_argument(
+        "--tau-t-star", type=positive_int, default=None, help="t* of the tau sweep and --extra (default: middle)"
+    )
+    fr.add_argument(
+        "--extra", type=csv_names_or_none, default=[], help="more defences at --tau-t-star, e.g. gns,gns+ssni-n"
+    )
+    fr.add_argument("--attacks", type=csv_names_or_none, default=list(DEFAULT_ATTACKS), help="(default: %(default)s)")
     fr.add_argument("--budget", choices=list(BUDGETS), default="quick", help="attack preset (default: %(default)s)")
-    fr.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
-    fr.add_argument("--eot", type=int, default=None, help="override the preset's EOT samples")
-    fr.add_argument("--votes", type=int, default=None, help="override the preset's K of vote-K (odd)")
-    fr.add_argument("--redraws", type=int, default=None, help="override the preset's re-judgings of single")
-    fr.add_argument("--resubmit", type=int, default=None, help="override the preset's N of resubmit-N")
-    fr.add_argument("--select-draws", type=int, default=None, help="override the preset's draws judging iterates")
+    fr.add_argument("--iterations", type=positive_int, default=None, help="override the preset's iterations")
+    fr.add_argument("--eot", type=positive_int, default=None, help="override the preset's EOT samples")
+    fr.add_argument("--votes", type=odd_int, default=None, help="override the preset's K of vote-K (odd)")
+    fr.add_argument("--redraws", type=positive_int, default=None, help="override the preset's re-judgings of single")
+    fr.add_argument("--resubmit", type=positive_int, default=None, help="override the preset's N of resubmit-N")
+    fr.add_argument(
+        "--select-draws", type=positive_int, default=None, help="override the preset's draws judging iterates"
+    )
     add_options(fr, ATTACK_WEIGHT_OPTIONS)
     fr.add_argument("--eps", type=positive_float, default=None, help="ℓ∞ radius, 0.2 or 8/255 (default: the zoo's)")
     fr.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="(default: %(default)s)")
-    fr.add_argument("--steps", type=int, default=10, help="DDIM steps (default: %(default)s)")
+    fr.add_argument("--steps", type=positive_int, default=10, help="DDIM steps (default: %(default)s)")
     fr.add_argument("--gradient", choices=["exact", "surrogate"], default="exact", help="(default: %(default)s)")
-    fr.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: %(default)s)")
+    fr.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default: %(default)s)")
     fr.add_argument("--out", type=Path, default=Path("results/frontier"), help="output folder (default: %(default)s)")
     fr.add_argument("--no-plots", action="store_true", help="write results.json only")
     fr.set_defaults(func=_cmd_frontier)

@@ -154,3 +154,21 @@ def test_nothing_is_created_before_the_arguments_are_checked(tmp_path, capsys):
     assert main(["evaluate", "--classifier", "no_colon", "--out", str(out)]) == 2
     assert not (tmp_path / "new").exists()
     assert "attacks must be among" in capsys.readouterr().err
+
+
+def test_list_argument_types_shared_by_every_sub_command():
+    import argparse
+
+    from art_ssni.cli_args import csv_names_or_none, csv_positive_floats_or_none, csv_positive_ints
+
+    assert csv_positive_ints("50, 100") == [50, 100]
+    assert csv_positive_floats_or_none("0.5,1,2") == [0.5, 1.0, 2.0] and csv_positive_floats_or_none("none") == []
+    assert csv_names_or_none("gns,gns+ssni-n") == ["gns", "gns+ssni-n"] and csv_names_or_none("None") == []
+    for parse, bad, message in (
+        (csv_positive_ints, "100,0", "expected an integer >= 1, got 0"),
+        (csv_positive_ints, "100,x", "expected an integer, got 'x'"),
+        (csv_positive_floats_or_none, "1,-2", "expected a number > 0, got -2"),
+        (csv_positive_floats_or_none, "1,inf", "expected a finite number, got 'inf'"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse(bad)
