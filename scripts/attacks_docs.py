@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from art_ssni.attacks.registry import ATTACKS
-from art_ssni.evaluation.stats import format_accuracy
+from art_ssni.evaluation.stats import format_accuracy, mcnemar_p
 
 START, END = "<!-- attacks-zoo:start -->", "<!-- attacks-zoo:end -->"
 PROTOCOLS = {"single": "single (mean of the re-judgings)", "resubmit": "resubmit-N", "vote": "vote-K"}
@@ -81,6 +81,37 @@ def mcnemar_table(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: paired comparisons: (attack, reference attack); accuracy differences are attack minus reference
+PAIRS = (
+    ("apgd-ce", "pgd-eot"),
+    ("selective-eot", "pgd-eot"),
+    ("selective-eot-vote", "pgd-eot"),
+    ("low-frequency", "pgd-eot"),
+    ("bpda-eot", "pgd-eot"),
+    ("score-aware-stealth", "pgd-eot"),
+    ("score-aware-st", "pgd-eot"),
+)
+
+
+def paired_table(points: list[dict[str, Any]]) -> str:
+    """Attack vs PGD-EOT on the same examples: accuracy difference (points) and exact McNemar p, per protocol."""
+    lines = [
+        "| defence | attack vs pgd-eot | " + " | ".join(PROTOCOLS) + " |",
+        "|---|---|" + "---|" * len(PROTOCOLS),
+    ]
+    for p in points:
+        for attack, ref in PAIRS:
+            if attack not in p["per_example"]["single"] or ref not in p["per_example"]["single"]:
+                continue
+            cells = []
+            for protocol in PROTOCOLS:
+                a, b = p["per_example"][protocol][attack], p["per_example"][protocol][ref]
+                diff = 100 * (sum(a) - sum(b)) / len(a)
+                cells.append(f"{diff:+.1f} (p = {_p(mcnemar_p(a, b))})")
+            lines.append(f"| {p['id']} | {attack} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render(results: dict[str, Any]) -> str:
     points = results["points"]
     s = results["settings"]
@@ -111,6 +142,11 @@ def render(results: dict[str, Any]) -> str:
         "The strongest single attack per defence and protocol (its accuracy in %):",
         "",
         deciding(points),
+        "",
+        "Each attack against PGD-EOT on the same examples: accuracy difference in points (negative: the attack is "
+        "stronger) and exact McNemar p (single: the first re-judging's verdicts):",
+        "",
+        paired_table(points),
         "",
         "Exact McNemar p-values against DiffPure on the same examples (single: the first re-judging):",
         "",
