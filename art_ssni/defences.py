@@ -24,16 +24,27 @@ Names are matched exactly (no prefixes, no case folding).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol
 
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.preprocessor import SSNIPreprocessor
-from art_ssni.ssni.bases import GDMP, GDMP_T_STAR, GNS, Base, DiffPure
+from art_ssni.ssni.bases import GDMP, GDMP_T_STAR, GNS, Base, DiffPure, gdmp_scale_for
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["ENTRY_POINT_GROUP", "DefenceFactory", "DefenceSpec", "available", "make", "register", "spec"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DefenceFactory",
+    "DefenceSpec",
+    "available",
+    "make",
+    "register",
+    "sized_for",
+    "spec",
+]
 
 ENTRY_POINT_GROUP = "art_ssni.defences"
 
@@ -142,6 +153,22 @@ def make(
     if isinstance(factory, EntryPoint):
         factory = factory.load()
     return factory(model, reference=reference, **overrides)
+
+
+def sized_for(name: str, image_shape: Sequence[int]) -> dict[str, Any]:
+    """Overrides of :func:`make` that adapt ``name``'s preset to images of ``(C, H, W)`` ``image_shape``.
+
+    GDMP's preset scale is CIFAR-10's; on other image sizes the same per-pixel pull needs
+    :func:`~art_ssni.ssni.bases.gdmp_scale_for` (on the 8x8 digits, 60000 makes the guided reverse process diverge).
+    Every other preset is size-independent: ``{}``. Names registered without a spec get ``{}``.
+    """
+    try:
+        base = spec(name).base
+    except ValueError:
+        return {}
+    if isinstance(base, GDMP):
+        return {"base": dataclasses.replace(base, scale=gdmp_scale_for(image_shape))}
+    return {}
 
 
 def spec(name: str) -> DefenceSpec:

@@ -109,3 +109,14 @@ def test_entry_point_group_is_discovered(tmp_path, model, monkeypatch):
     assert "dummy-t7" in defences.available()
     assert defences.make("dummy-t7", model).t_star == 7
     monkeypatch.delitem(sys.modules, "dummy_defence_pkg", raising=False)
+
+
+def test_sized_for_adapts_gdmp_scale_to_the_image_size():
+    """GDMP's preset scale is CIFAR-10's; evaluate, the leaderboard runner and the frontier all build GDMP through
+    ``sized_for`` (on 8x8 digits the CIFAR scale made the frontier's GDMP point diverge to NaN)."""
+    from art_ssni.ssni.bases import gdmp_scale_for
+
+    assert defences.sized_for("gdmp", (1, 8, 8)) == {"base": GDMP(scale=gdmp_scale_for((1, 8, 8)))}
+    assert defences.sized_for("gdmp+ssni-n", (3, 32, 32)) == {"base": GDMP()}  # CIFAR-10: the preset itself
+    assert gdmp_scale_for((1, 8, 8)) == GDMP().scale * 64 / 3072
+    assert defences.sized_for("diffpure", (1, 8, 8)) == {} and defences.sized_for("gns", (1, 8, 8)) == {}

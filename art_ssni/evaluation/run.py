@@ -6,7 +6,6 @@ The command line only parses its options, calls :func:`evaluate`, prints the tab
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +21,6 @@ from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.compare import compare_defences
 from art_ssni.evaluation.records import array_fingerprint, module_fingerprint, run_record
 from art_ssni.preprocessor import SSNIPreprocessor
-from art_ssni.ssni.bases import GDMP, gdmp_scale_for
 from art_ssni.ssni.reference import ReferenceStats
 
 __all__ = ["DEFAULTS", "evaluate", "with_base"]
@@ -59,9 +57,7 @@ def _defence_settings(name: str, x_shape: tuple[int, ...], zoo_t_star: int, t_st
     """
     spec = defence_registry.spec(name)
     out: dict[str, Any] = {"t_star": int(t_star) if t_star is not None else (spec.t_star or zoo_t_star)}
-    if isinstance(spec.base, GDMP):
-        out["base"] = dataclasses.replace(spec.base, scale=gdmp_scale_for(x_shape))
-    return out
+    return {**out, **defence_registry.sized_for(name, x_shape)}
 
 
 def evaluate(

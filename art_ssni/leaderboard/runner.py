@@ -164,7 +164,7 @@ def run_leaderboard(
                 device_type=device_type,
                 seed=protocol.seed,
                 eot_samples=protocol.eot,
-                **defence_kwargs,
+                **{**registry.sized_for(defence, tuple(x.shape[1:])), **defence_kwargs},  # GDMP's scale for this size
             )
         clf = defended_classifier(
             classifier,
