@@ -218,11 +218,15 @@ def write_leaderboard(points: Path, page: Path, command: str) -> None:
     infos = collect(points)
     present = {info.get("defence") for info in infos}
     missing = [d for d in defences.available() if d not in present]
+    commands = list(dict.fromkeys([command, *(str(i.get("info", {}).get("command", "")) for i in infos)]))
+    made_by = " and ".join(f"`{c}`" for c in commands if c)
     note = (
         "What this page holds: the points of the frontier run (docs/frontier.md), one leaderboard entry per defence "
-        f"and t*, made by `{command}` and rendered by `python scripts/frontier_docs.py` (the same table as "
+        f"and t*, made by {made_by} and rendered by `python scripts/frontier_docs.py` (the same table as "
         f"`art-ssni leaderboard --render {points.as_posix()}`). Every registered defence appears at the zoo's "
-        "default t* (GNS and GDMP with their SSNI variants only there, as the frontier's extra points), all under "
+        "default t* (GNS with its SSNI variants only there, as the frontier's extra points; GDMP and its SSNI variants "
+        "at GDMP's own t* = 36, because its guided reverse process diverges (NaN) at t* = 200 with DDIM-10 strides), "
+        "all under "
         "the same weak attack budget as the frontier: a ranking under one budget, not converged robustness."
         + (f" Registered defences without an entry yet: {', '.join(missing)}." if missing else "")
     )
