@@ -144,6 +144,41 @@ def verdict(points: list[dict[str, Any]]) -> list[str]:
     return [line for s_ in summary for line in (s_, "")] + out
 
 
+def tau_sweep(points: list[dict[str, Any]]) -> list[str]:
+    """SSNI-N across τ at the sweep's t*: clean and robust accuracy and the paired test against DiffPure."""
+    swept = sorted(
+        (p for p in points if p["defence"] == "ssni-n" and p["tau_scale"] is not None), key=lambda p: p["tau_scale"]
+    )
+    by_t: dict[int, list[dict[str, Any]]] = {}
+    for p in swept:
+        by_t.setdefault(int(p["t_star"]), []).append(p)
+    t_star = next((t for t, pts in by_t.items() if len(pts) > 1), None)
+    if t_star is None:
+        return ["No τ sweep in this run."]
+    lines = [
+        f"SSNI-N at t* = {t_star} with τ = 0.5, 1, 2 × the reference std "
+        "(t_i = (t* − 1 + b) · sigmoid((σ_i − μ) / τ): a small τ sharpens the step at the reference mean μ, "
+        "levels near 0 below it and near t* − 1 + b above; a large "
+        "τ flattens it, inputs near μ get levels nearer the middle). "
+        "Accuracy in %, p = McNemar against DiffPure at the same t*:",
+        "",
+        "| τ / std | clean (p) | robust single (p) | robust vote-K (p) | mean t clean | mean t worst case |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in by_t[t_star]:
+        tests = p.get("mcnemar") or {}
+
+        def cell(protocol: str, key: str, point: dict[str, Any] = p, tests: dict[str, Any] = tests) -> str:
+            acc = 100 * point["protocols"][protocol][key]["accuracy"]
+            return f"{acc:.1f} ({_p(tests.get(protocol, {}).get(key))})"
+
+        lines.append(
+            f"| {p['tau_scale']:g} | {cell('single', 'clean')} | {cell('single', 'worst_case')} | "
+            f"{cell('vote', 'worst_case')} | {p['t_clean_mean']:.1f} | {p['t_adversarial_mean']:.1f} |"
+        )
+    return lines
+
+
 def _clean_cell(point: dict[str, Any] | None) -> str:
     if point is None:
         return "–"
@@ -310,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         "## Verdict",
         "",
         *verdict(points),
+        "",
+        "## SSNI-N's temperature τ",
+        "",
+        *tau_sweep(points),
         "",
         "## The zoo's default t*",
         "",
