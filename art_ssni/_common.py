@@ -93,7 +93,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int = 
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that produce the numbers (installed distributions; nothing is imported)."""
+    """Versions of the packages that produce the numbers (installed distributions; art-ssni: the running code)."""
     import torch
 
     out = {"python": platform.python_version()}
@@ -102,5 +102,9 @@ def versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    from art_ssni._version import __version__
+
+    # the code that ran, not the install's metadata (an editable install keeps the version it was installed at)
+    out["art-ssni"] = __version__
     out["torch_threads"] = str(torch.get_num_threads())
     return out
