@@ -109,11 +109,13 @@ Factory = Callable[[Any, AttackSettings], dict[str, EvasionAttack]]
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One registered attack: its factory, what it needs of the defence, and a one-line description."""
+    """One registered attack: its factory, what it needs of the defence, a one-line description, and the
+    :class:`AttackSettings` fields only this attack uses (recorded with it in results files)."""
 
     factory: Factory
     needs: tuple[Requires, ...]
     description: str
+    own_settings: tuple[str, ...] = ()
 
 
 def _apgd(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
@@ -200,6 +202,7 @@ ATTACKS: dict[str, AttackEntry] = {
         _selective("single"),
         SelectiveEOTPGD.defence_requirements,
         "PGD on a softmax-weighted EOT gradient: the copies closest to being fooled get the weight (DiffHammer)",
+        ("temperature",),
     ),
     "selective-eot-vote": AttackEntry(
         _selective("vote"),
@@ -215,6 +218,7 @@ ATTACKS: dict[str, AttackEntry] = {
         _score_aware_stealth,
         ScoreAwarePGD.defence_requirements,
         "score-aware PGD keeping the score norm below a reference quantile (default 0.25: SSNI picks a small t)",
+        ("stealth_quantile",),
     ),
 }
 

@@ -54,17 +54,8 @@ PAPER_STEP_RATIO = 0.007 / (8 / 255)
 THREAT_MODELS: dict[str, str | int] = {"Linf": "inf", "L2": 2}
 
 
-#: settings that only one attack uses: recorded with that attack in :meth:`AttackProtocol.describe`
-_PER_ATTACK = ("stealth_quantile", "temperature")
-
-
-def _weights(attack: str, protocol: AttackProtocol) -> dict[str, float]:
-    """The weighting settings ``attack`` uses (the selector and selective EOT attacks), for the results file."""
-    if attack == "score-aware-stealth":
-        return {"stealth_quantile": float(protocol.stealth_quantile)}
-    if attack == "selective-eot":
-        return {"temperature": float(protocol.temperature)}
-    return {}
+#: settings that only some attacks use: recorded with those attacks in :meth:`AttackProtocol.describe`
+_PER_ATTACK = tuple(sorted({name for entry in registry.ATTACKS.values() for name in entry.own_settings}))
 
 
 @dataclass(frozen=True)
@@ -196,7 +187,7 @@ class AttackProtocol:
                 "iterations": self.iterations_of(name),
                 "eot": self.eot if purified else 1,
                 **({"restarts": self.restarts, "initial_step": 2.0 * float(self.eps)} if name == "rand-aa" else {}),
-                **_weights(name, self),
+                **{k: getattr(self, k) for k in registry.ATTACKS[name].own_settings},
             }
             for name in run
         }
