@@ -218,15 +218,15 @@ def accuracy_vs_t_star(points: Sequence[Mapping], path: str | os.PathLike[str]) 
 def accuracy_vs_tau(points: Sequence[Mapping], path: str | os.PathLike[str]) -> bool:
     """Clean and worst-case accuracy (single and vote) vs ``τ / reference std`` of SSNI-N; ``False`` if no sweep."""
     sweep = sorted((p for p in points if p.get("tau_scale") is not None), key=lambda p: p["tau_scale"])
-    by_t: dict[int, list[Mapping]] = {}
+    by_line: dict[tuple[str, int], list[Mapping]] = {}  # one line per defence and t* (gns+ssni-n is not ssni-n)
     for p in sweep:
-        by_t.setdefault(p["t_star"], []).append(p)
-    by_t = {t: v for t, v in by_t.items() if len({p["tau_scale"] for p in v}) > 1}
-    if not by_t:
+        by_line.setdefault((p["defence"], p["t_star"]), []).append(p)
+    by_line = {k: v for k, v in by_line.items() if len({p["tau_scale"] for p in v}) > 1}
+    if not by_line:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for t, series in by_t.items():
+    for (_, t), series in by_line.items():
         xs = [p["tau_scale"] for p in series]
         for protocol, cand, style in (
             ("single", "clean", "--"),
