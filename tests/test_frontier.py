@@ -237,12 +237,12 @@ def test_plots_of_a_tiny_run(model, tmp_path):
 
 
 def test_tau_plot_draws_one_line_per_defence(tmp_path):
-    """A τ sweep is the same defence at several τ: SSNI-N at 0.5 and 1 plus GNS+SSNI-N at 2 is no sweep."""
+    """A τ sweep is the same defence at several τ: SSNI-N at 1 plus GNS+SSNI-N at 0.5 and 2 (one each) is none."""
     from art_ssni.plots import accuracy_vs_tau
 
     points = [
-        {"defence": "ssni-n", "t_star": 200, "tau_scale": 0.5},
         {"defence": "ssni-n", "t_star": 200, "tau_scale": 1.0},
-        {"defence": "gns+ssni-n", "t_star": 200, "tau_scale": 2.0},
+        {"defence": "gns+ssni-n", "t_star": 200, "tau_scale": 0.5},
+        {"defence": "gdmp+ssni-n", "t_star": 200, "tau_scale": 2.0},
     ]
     assert accuracy_vs_tau(points, tmp_path / "tau.png") is False and not (tmp_path / "tau.png").exists()
