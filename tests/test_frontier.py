@@ -52,7 +52,9 @@ def test_tau_sweep_off_the_grid_brings_its_own_baseline():
 
 
 def test_the_tau_sweep_is_for_the_swept_defences_only():
-    points = frontier_points(["diffpure", "ssni-n"], [200], tau_scales=[0.5, 1, 2], extra_defences=["gns", "gns+ssni-n"])
+    points = frontier_points(
+        ["diffpure", "ssni-n"], [200], tau_scales=[0.5, 1, 2], extra_defences=["gns", "gns+ssni-n"]
+    )
     assert [p.id for p in points] == [
         "diffpure_t200",
         "ssni-n_t200_tau1",
