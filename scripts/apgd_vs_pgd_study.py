@@ -25,7 +25,7 @@ from art_ssni._common import versions, write_json_atomic
 from art_ssni.attacks.registry import ATTACKS, AttackSettings
 from art_ssni.evaluation import robust_accuracy
 from art_ssni.evaluation.compare import defended_classifier
-from art_ssni.evaluation.stats import accuracy_record, format_accuracy, mcnemar_p
+from art_ssni.evaluation.stats import accuracy_record, format_accuracy, format_p, mcnemar_p
 from art_ssni.leaderboard.protocol import PAPER_STEP_RATIO
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         device_type="cpu",
     )
-    clf = defended_classifier(models.classifier, pre, input_shape=tuple(x.shape[1:]), nb_classes=10)
+    clf = defended_classifier(models.classifier, pre, input_shape=tuple(x.shape[1:]), nb_classes=models.nb_classes)
     base = AttackSettings(eps=eps, eot=args.eot, select_draws=args.select_draws, batch_size=64, seed=args.seed)
     variants = {
         "apgd-ce, 4 it": ("rand-aa", base.replace(max_iter=4), "apgd-ce"),
@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("|---|---|---|---|---|")
     for label, r in rows.items():
-        p1 = "–" if r["p_vs_apgd_single"] is None else f"{r['p_vs_apgd_single']:.2g}"
-        p2 = "–" if r["p_vs_apgd_vote"] is None else f"{r['p_vs_apgd_vote']:.2g}"
+        p1, p2 = format_p(r["p_vs_apgd_single"]), format_p(r["p_vs_apgd_vote"])
         print(f"| {label} | {format_accuracy(r['single'])} | {p1} | {format_accuracy(r['vote'])} | {p2} |")
     print(f"({data['seconds']:.0f} s)")
 

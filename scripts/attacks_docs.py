@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from art_ssni.attacks.registry import ATTACKS
-from art_ssni.evaluation.stats import format_accuracy, mcnemar_p
+from art_ssni.evaluation.stats import format_accuracy, format_p, mcnemar_p
 
 START, END = "<!-- attacks-zoo:start -->", "<!-- attacks-zoo:end -->"
 PROTOCOLS = {"single": "single (mean of the re-judgings)", "resubmit": "resubmit-N", "vote": "vote-K"}
@@ -28,10 +28,6 @@ PROTOCOLS = {"single": "single (mean of the re-judgings)", "resubmit": "resubmit
 
 def _cell(record: dict[str, Any] | None) -> str:
     return "–" if record is None else format_accuracy(record).replace(" %", "")
-
-
-def _p(value: float | None) -> str:
-    return "–" if value is None else (f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}")
 
 
 def _attack_rows(points: list[dict[str, Any]]) -> list[str]:
@@ -60,9 +56,8 @@ def deciding(points: list[dict[str, Any]]) -> str:
     for p in points:
         cells = []
         for protocol in PROTOCOLS:
-            attacks = p["protocols"][protocol]["attacks"]
-            name = min(attacks, key=lambda a: (attacks[a]["accuracy"], list(attacks).index(a)))
-            cells.append(f"{name} ({100 * attacks[name]['accuracy']:.1f})")
+            name = p["deciding_attack"][protocol]  # the frontier's record: the lowest accuracy of the table
+            cells.append(f"{name} ({100 * p['protocols'][protocol]['attacks'][name]['accuracy']:.1f})")
         lines.append(f"| {p['id']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -76,7 +71,7 @@ def mcnemar_table(points: list[dict[str, Any]]) -> str:
         tests = p.get("mcnemar")
         if not tests:
             continue
-        cells = [f"{_p(tests[k]['clean'])} / {_p(tests[k]['worst_case'])}" for k in PROTOCOLS]
+        cells = [f"{format_p(tests[k]['clean'])} / {format_p(tests[k]['worst_case'])}" for k in PROTOCOLS]
         lines.append(f"| {p['id']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -107,7 +102,7 @@ def paired_table(points: list[dict[str, Any]]) -> str:
             for protocol in PROTOCOLS:
                 a, b = p["per_example"][protocol][attack], p["per_example"][protocol][ref]
                 diff = 100 * (sum(a) - sum(b)) / len(a)
-                cells.append(f"{diff:+.1f} (p = {_p(mcnemar_p(a, b))})")
+                cells.append(f"{diff:+.1f} (p = {format_p(mcnemar_p(a, b))})")
             lines.append(f"| {p['id']} | {attack} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from art_ssni import zoo
 from art_ssni.cli_frontier import plot_frontier
-from art_ssni.evaluation.stats import format_accuracy
+from art_ssni.evaluation.stats import format_accuracy, format_p
 from art_ssni.leaderboard.render import collect, leaderboard_rows, to_html, to_markdown
 from art_ssni.zoo import weights_dir
 
@@ -29,10 +29,6 @@ ALPHA = 0.05
 
 def _pct(record: dict[str, Any]) -> str:
     return format_accuracy(record).replace(" %", "")
-
-
-def _p(value: float | None) -> str:
-    return "–" if value is None else (f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}")
 
 
 def table(points: list[dict[str, Any]]) -> str:
@@ -57,9 +53,9 @@ def table(points: list[dict[str, Any]]) -> str:
                     _pct(pr["vote"]["worst_case"]),
                     _pct(pr["resubmit"]["worst_case"]),
                     str(p["deciding_attack"]["single"]),
-                    _p(tests.get("single", {}).get("clean")),
-                    _p(tests.get("single", {}).get("worst_case")),
-                    _p(tests.get("vote", {}).get("worst_case")),
+                    format_p(tests.get("single", {}).get("clean")),
+                    format_p(tests.get("single", {}).get("worst_case")),
+                    format_p(tests.get("vote", {}).get("worst_case")),
                     "–" if p["t_clean_mean"] is None else f"{p['t_clean_mean']:.1f}",
                     "–" if p["t_adversarial_mean"] is None else f"{p['t_adversarial_mean']:.1f}",
                     f"{p['batch_seconds']:.0f}",
@@ -107,7 +103,7 @@ def verdict(points: list[dict[str, Any]]) -> list[str]:
             pval = p["mcnemar"][protocol][cand]
             diff = 100 * (mine - theirs)
             sig = "significant" if pval < ALPHA else "not significant"
-            parts.append(f"{label} {diff:+.1f} points (p = {_p(pval)}, {sig})")
+            parts.append(f"{label} {diff:+.1f} points (p = {format_p(pval)}, {sig})")
             better &= mine >= theirs
             if pval < ALPHA and mine != theirs:
                 (wins if mine > theirs else losses).append(f"{p['id']} {label} ({diff:+.1f})")
@@ -170,7 +166,7 @@ def tau_sweep(points: list[dict[str, Any]]) -> list[str]:
 
         def cell(protocol: str, key: str, point: dict[str, Any] = p, tests: dict[str, Any] = tests) -> str:
             acc = 100 * point["protocols"][protocol][key]["accuracy"]
-            return f"{acc:.1f} ({_p(tests.get(protocol, {}).get(key))})"
+            return f"{acc:.1f} ({format_p(tests.get(protocol, {}).get(key))})"
 
         lines.append(
             f"| {p['tau_scale']:g} | {cell('single', 'clean')} | {cell('single', 'worst_case')} | "
@@ -183,7 +179,7 @@ def _clean_cell(point: dict[str, Any] | None) -> str:
     if point is None:
         return "–"
     txt = f"{100 * point['protocols']['single']['clean']['accuracy']:.1f}"
-    return txt if point.get("mcnemar") is None else f"{txt} ({_p(point['mcnemar']['single']['clean'])})"
+    return txt if point.get("mcnemar") is None else f"{txt} ({format_p(point['mcnemar']['single']['clean'])})"
 
 
 def _robust_cell(point: dict[str, Any] | None) -> str:

@@ -15,10 +15,10 @@ from art_ssni.leaderboard.frontier import (
     FrontierPoint,
     _add_tests,
     _baseline,
-    _deciding_attack,
     frontier,
     frontier_points,
 )
+from art_ssni.leaderboard.merge import deciding_attack
 
 REF = ReferenceStats(mean=10.0, std=2.0, min=6.0, max=14.0, count=100, score_steps=4)
 
@@ -103,8 +103,8 @@ def test_bad_sweeps_are_refused(kw, message):
 
 def test_deciding_attack_is_the_lowest():
     table = {"attacks": {"pgd-eot": {"accuracy": 0.5}, "low-frequency": {"accuracy": 0.25}}}
-    assert _deciding_attack(table) == "low-frequency"
-    assert _deciding_attack({"attacks": {}}) is None
+    assert deciding_attack(table) == "low-frequency"
+    assert deciding_attack({"attacks": {}}) is None
 
 
 def test_mcnemar_of_a_point_against_its_baseline():

@@ -124,3 +124,9 @@ def test_cli_render(results, capsys):
     out = capsys.readouterr().out
     assert "| 1 | ssni-n <t*=150> |" in out
     assert (results / "leaderboard.html").is_file() and (results / "leaderboard.md").is_file()
+
+
+def test_format_p_is_the_one_p_value_format_of_the_tables():
+    from art_ssni.evaluation.stats import format_p
+
+    assert [format_p(v) for v in (None, 1.0, 0.0389, 0.0011, 5.6e-06)] == ["–", "1", "0.039", "0.0011", "5.6e-06"]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest  # type: ignore[import-untyped]
 
-__all__ = ["accuracy_record", "format_accuracy", "mcnemar_p", "wilson_interval"]
+__all__ = ["accuracy_record", "format_accuracy", "format_p", "mcnemar_p", "wilson_interval"]
 
 
 def wilson_interval(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
@@ -35,6 +35,11 @@ def format_accuracy(record: dict[str, Any]) -> str:
     """``"61.2 % [55.1, 66.9]"``: a record of :func:`accuracy_record` in percent with its 95 % interval."""
     lo, hi = record["ci95"]
     return f"{100 * record['accuracy']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def format_p(value: float | None) -> str:
+    """A p-value for a table: two significant digits (``"0.039"``), ``"5.6e-06"`` below 1e-3, ``"–"`` for ``None``."""
+    return "–" if value is None else (f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}")
 
 
 def mcnemar_p(a: Sequence[bool] | np.ndarray, b: Sequence[bool] | np.ndarray) -> float:

@@ -39,6 +39,7 @@ from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.result import PROTOCOLS
 from art_ssni.evaluation.stats import mcnemar_p
 from art_ssni.leaderboard.distributed import world
+from art_ssni.leaderboard.merge import deciding_attack
 from art_ssni.leaderboard.protocol import AttackProtocol
 from art_ssni.leaderboard.runner import run_leaderboard
 from art_ssni.leaderboard.store import ResultStore
@@ -165,14 +166,6 @@ def _baseline(point: FrontierPoint, points: Sequence[FrontierPoint]) -> Frontier
         if other.t_star == point.t_star and o.reweight == "constant" and type(o.base) is type(spec.base):
             return other
     return None
-
-
-def _deciding_attack(table: Mapping[str, Any]) -> str | None:
-    """The attack with the lowest accuracy of a protocol table (``None`` when no attack ran)."""
-    attacks = table["attacks"]
-    if not attacks:
-        return None
-    return min(attacks, key=lambda a: (attacks[a]["accuracy"], list(attacks).index(a)))
 
 
 def _levels(store: ResultStore) -> tuple[list[int], list[int]]:
@@ -381,7 +374,7 @@ def _point_record(point: FrontierPoint, model_info: Mapping[str, Any], folder: P
         "attacks": list(model_info["protocol"]["attacks"]),
         "skipped_attacks": model_info["protocol"]["skipped_attacks"],
         "protocols": protocols,
-        "deciding_attack": {p: _deciding_attack(protocols[p]) for p in PROTOCOLS},
+        "deciding_attack": {p: deciding_attack(protocols[p]) for p in PROTOCOLS},
         "t_clean_mean": _mean(t_clean),
         "t_adversarial_mean": _mean(t_adv),
         "t_clean": t_clean,

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from art_ssni.evaluation.stats import accuracy_record
 
-__all__ = ["merge_records"]
+__all__ = ["deciding_attack", "merge_records"]
+
+
+def deciding_attack(table: Mapping[str, Any]) -> str | None:
+    """The attack with the lowest accuracy of a protocol table (ties: the earlier attack; ``None``: none ran)."""
+    attacks = table.get("attacks", {})
+    if not attacks:
+        return None
+    return min(attacks, key=lambda a: (attacks[a]["accuracy"], list(attacks).index(a)))
 
 
 def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> tuple[dict[str, Any], dict[str, Any]]:

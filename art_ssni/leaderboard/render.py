@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from art_ssni.evaluation.stats import wilson_interval
+from art_ssni.leaderboard.merge import deciding_attack
 
 __all__ = ["COLUMNS", "collect", "leaderboard_rows", "render", "to_html", "to_markdown"]
 
@@ -64,11 +65,8 @@ def _percent(record: Mapping[str, Any] | None) -> str:
 
 
 def _deciding(table: Mapping[str, Any]) -> str:
-    attacks = table.get("attacks", {})
-    if not attacks:
-        return "–"
-    name = min(attacks, key=lambda a: (attacks[a]["accuracy"], list(attacks).index(a)))
-    return f"{name} ({100 * attacks[name]['accuracy']:.1f})"
+    name = deciding_attack(table)
+    return "–" if name is None else f"{name} ({100 * table['attacks'][name]['accuracy']:.1f})"
 
 
 def _budget(info: Mapping[str, Any]) -> str:
