@@ -127,9 +127,13 @@ def test_pgd_eot_bounds_and_success(images, norm, eps):
     assert (np.argmax(clf.predict(x_adv), axis=1) != y).mean() >= 0.5  # it ascends the loss
 
 
-def test_eps_step_defaults_to_a_quarter_of_eps_and_checkpoints_end_at_the_last_iteration():
+def test_eps_step_follows_the_one_default_rule_and_checkpoints_end_at_the_last_iteration():
     attack = PGDEOT(linear_classifier(), eps=0.2, max_iter=25, **quiet())
-    assert attack.step_size == pytest.approx(0.05)
+    assert attack.step_size == pytest.approx(0.2 * 0.007 / (8 / 255))  # the paper's ratio: 25 steps reach 5.6 eps
+    assert PGDEOT(linear_classifier(), eps=0.2, max_iter=10, **quiet()).step_size == pytest.approx(0.05)  # eps / 4
+    assert PGDEOT(linear_classifier(), eps=0.2, max_iter=4, **quiet()).step_size == pytest.approx(0.125)
+    for iterations in (1, 2, 4, 10, 20, 200):  # every default budget reaches the boundary of the ball
+        assert iterations * PGDEOT(linear_classifier(), eps=0.2, max_iter=iterations, **quiet()).step_size >= 0.2
     assert PGDEOT(linear_classifier(), eps=0.2, eps_step=0.01, **quiet()).step_size == 0.01
     assert attack.checkpoints() == [2, 5, 8, 11, 14, 17, 20, 23, 24]  # every ceil(25 / 10) = 3, and the last
     assert PGDEOT(linear_classifier(), max_iter=4, select_every=1, **quiet()).checkpoints() == [0, 1, 2, 3]

@@ -10,9 +10,32 @@ from art.utils import check_and_transform_label_format
 
 from art_ssni.preprocessor import SSNIPreprocessor
 
-__all__ = ["NORMS", "find_preprocessor", "norm_name", "project", "random_start", "step", "to_labels"]
+__all__ = [
+    "NORMS",
+    "PAPER_STEP_RATIO",
+    "default_step",
+    "find_preprocessor",
+    "norm_name",
+    "project",
+    "random_start",
+    "step",
+    "to_labels",
+]
 
 NORMS = ("inf", 2)
+
+#: the SSNI paper's PGD step (0.007) over its radius (8/255): 0.223
+PAPER_STEP_RATIO = 0.007 / (8 / 255)
+
+
+def default_step(eps: float, iterations: int) -> float:
+    """The one default step of every PGD-type attack: ``eps · max(0.007 / (8/255), 2.5 / iterations)``.
+
+    The SSNI paper's step-to-radius ratio (0.223, its 200-iteration budget) where that budget can cross the ball
+    ``2.5`` times, and Madry et al.'s ``2.5 · eps / iterations`` for shorter budgets (``eps / 4`` at 10 iterations),
+    so that ``iterations · step >= 2.5 · eps``: every default budget can reach the ball's boundary.
+    """
+    return float(eps) * max(PAPER_STEP_RATIO, 2.5 / max(int(iterations), 1))
 
 
 def norm_name(norm: Any) -> str | int | None:

@@ -12,13 +12,14 @@ from art.estimators.estimator import BaseEstimator, LossGradientsMixin
 from tqdm.auto import tqdm
 
 from art_ssni._common import is_finite_real, is_int
-from art_ssni.attacks._common import norm_name, project, random_start, step, to_labels
+from art_ssni.attacks._common import default_step, norm_name, project, random_start, step, to_labels
 from art_ssni.attacks.requirements import Requires
 from art_ssni.attacks.selection import BestIterate, judge
 
 __all__ = ["EPS_STEP_RATIO", "PGDEOT"]
 
-#: default ``eps_step / eps`` (ℓ∞ at ε = 8/255: 0.0078, next to the SSNI paper's 0.007, a ratio of 0.223)
+#: ``eps_step / eps`` of the default step at 10 iterations (:func:`~art_ssni.attacks._common.default_step`);
+#: deprecated, kept for one release
 EPS_STEP_RATIO = 0.25
 
 
@@ -68,7 +69,7 @@ class PGDEOT(EvasionAttack):
     :param norm: ``"inf"`` (or ``np.inf``) or ``2``.
     :param eps: radius of the perturbation ball, > 0.
     :param eps_step: step size, > 0 (ℓ∞: per pixel; ℓ2: length of the normalised gradient step); ``None``:
-        ``eps / 4`` (:data:`EPS_STEP_RATIO`).
+        ``eps · max(0.223, 2.5 / max_iter)`` (the one default rule, :attr:`step_size`).
     :param max_iter: PGD iterations per restart, >= 0.
     :param eot_iter: gradient samples averaged per iteration, >= 1.
     :param num_random_init: random starts in the ε-ball (as ART's ``ProjectedGradientDescent``); ``0``: one run
@@ -163,8 +164,10 @@ class PGDEOT(EvasionAttack):
     # ------------------------------------------------------------------ resolved settings
     @property
     def step_size(self) -> float:
-        """The step in use: ``eps_step``, or ``eps / 4`` when it is ``None``."""
-        return float(self.eps_step) if self.eps_step is not None else EPS_STEP_RATIO * float(self.eps)
+        """The step in use: ``eps_step``, or when it is ``None`` the one default rule
+        ``eps · max(0.223, 2.5 / max_iter)`` (:func:`~art_ssni.attacks._common.default_step`; ``eps / 4`` at 10
+        iterations, the SSNI paper's 0.007 at ``eps = 8/255`` and 200 iterations)."""
+        return float(self.eps_step) if self.eps_step is not None else default_step(self.eps, self.max_iter)
 
     def checkpoints(self) -> list[int]:
         """0-based iterations after which the candidates are judged (always the last one)."""

@@ -1,22 +1,23 @@
 """The one registry of attacks: name -> factory, with what each attack needs of the defence.
 
-``art-ssni evaluate`` (:func:`art_ssni.evaluation.evaluate`) and ``art-ssni leaderboard``
-(:class:`art_ssni.leaderboard.AttackProtocol`) both build their attacks here. Adding an attack is one entry of
-:data:`ATTACKS`::
+``art-ssni evaluate``, ``art-ssni leaderboard`` and the frontier all build their attacks here, from one
+:class:`~art_ssni.attacks.protocol.AttackProtocol`. Adding an attack is one entry of :data:`ATTACKS`; its factory
+gets the protocol resolved for it (:meth:`~art_ssni.attacks.protocol.AttackProtocol.for_attack`: its iterations,
+step and seed)::
 
     ATTACKS["my-attack"] = AttackEntry(
-        lambda est, s: {"my-attack": MyAttack(est, **s.pgd_kwargs(est))}, needs=MyAttack.defence_requirements,
+        lambda est, p: {"my-attack": MyAttack(est, **p.pgd_kwargs(est))}, needs=MyAttack.defence_requirements,
         description="...")
 
 An entry's ``needs`` (normally the attack class's ``defence_requirements``, see
 :mod:`art_ssni.attacks.requirements`) decide, before anything runs, whether it applies to a defended classifier:
-:func:`applicable` splits a list of names into those that run and those skipped, with the reason.
+:func:`applicable` splits a list of names into those that run and those skipped, with the reason, and
+:func:`build` puts a PGD-EOT restart in the place of each skipped one (budget-equal suites).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,96 +30,55 @@ from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.bpda_eot import BPDAEOT
 from art_ssni.attacks.low_frequency_pgd import LowFrequencyPGD
 from art_ssni.attacks.pgd_eot import PGDEOT
+from art_ssni.attacks.protocol import AttackProtocol
 from art_ssni.attacks.requirements import Requires, meets, unmet
 from art_ssni.attacks.score_aware_pgd import ScoreAwarePGD
 from art_ssni.attacks.selective_eot_pgd import SelectiveEOTPGD
 
-__all__ = ["ATTACKS", "AttackEntry", "AttackSettings", "applicable", "build", "describe"]
+__all__ = ["ATTACKS", "AttackEntry", "AttackSettings", "applicable", "build", "describe", "substitute_seed"]
 
 
-@dataclass(frozen=True)
-class AttackSettings:
-    """The budget shared by every attack of one evaluation.
+def AttackSettings(  # noqa: N802 -- the deprecated name of a class
+    eps: float, *, norm: Any = "inf", max_iter: int = 200, seed: int | None = 0, **kwargs: Any
+) -> AttackProtocol:
+    """Deprecated (0.4.0, removed in 0.5.0): :class:`~art_ssni.attacks.protocol.AttackProtocol` holds every setting.
 
-    :param eps: radius of the threat model, > 0.
-    :param norm: ``"inf"`` or ``2``.
-    :param eps_step: PGD-type step; ``None``: each attack's default (``eps / 4`` for :class:`PGDEOT`).
-    :param max_iter: iterations of every attack.
-    :param eot: purifications averaged per gradient (in total).
-    :param select_draws: fresh predictions judging each candidate iterate.
-    :param select_every: iterations between judgings (``None``: the attack's default, at most 10 judgings).
-    :param num_random_init: random starts.
-    :param restarts: APGD restarts.
-    :param lam: weight λ of the score term of the score-aware attacks (the stealth mode's starting multiplier).
-    :param stealth_quantile: reference quantile the stealth attack keeps the score norm below, in ``(0, 1)``.
-    :param temperature: softmax temperature (nats) of the selective EOT attack's copy weights, ``> 0``.
-    :param votes: ``K`` of the vote-K protocol the ``selective-eot-vote`` attack aims at (odd).
-    :param batch_size: samples attacked together.
-    :param seed: seed of the attacks' own randomness.
-    :param verbose: progress bars.
+    ``AttackSettings(eps, norm=, max_iter=, ...)`` returns ``AttackProtocol(eps, threat_model=norm,
+    iterations=max_iter, ...)``; ``num_random_init`` is gone (no attack of the registry uses a random start).
     """
-
-    eps: float
-    norm: str | int = "inf"
-    eps_step: float | None = None
-    max_iter: int = 200
-    eot: int = 20
-    select_draws: int = 8
-    select_every: int | None = None
-    num_random_init: int = 0
-    restarts: int = 1
-    lam: float = 1.0
-    stealth_quantile: float = 0.25
-    temperature: float = 0.25
-    votes: int = 9
-    batch_size: int = 32
-    seed: int | None = 0
-    verbose: bool = False
-
-    def replace(self, **changes: Any) -> AttackSettings:
-        """A copy with ``changes``."""
-        return dataclasses.replace(self, **changes)
-
-    def pgd_kwargs(self, estimator: Any, *, through_defence: bool = True) -> dict[str, Any]:
-        """Keyword arguments of :class:`PGDEOT` and its subclasses for ``estimator``.
-
-        ``eot_iter`` is ``ceil(eot / M)`` where the defence's ``eot_samples = M`` already averages ``M``
-        purifications per gradient call (``through_defence=False``: an attack that bypasses ``eot_samples``).
-        """
-        pre = find_preprocessor(estimator, required=False)
-        per_call = int(getattr(pre, "eot_samples", 1)) if (pre is not None and through_defence) else 1
-        eot = int(self.eot) if pre is not None else 1  # a deterministic classifier: EOT repeats one gradient
-        return dict(
-            norm=self.norm,
-            eps=float(self.eps),
-            eps_step=self.eps_step,
-            max_iter=int(self.max_iter),
-            eot_iter=max(1, math.ceil(eot / per_call)),
-            num_random_init=int(self.num_random_init),
-            select_draws=int(self.select_draws),
-            select_every=self.select_every,
-            batch_size=int(self.batch_size),
-            seed=self.seed,
-            verbose=bool(self.verbose),
-        )
+    warnings.warn(
+        "AttackSettings is deprecated: use art_ssni.attacks.protocol.AttackProtocol (iterations=, threat_model=).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    kwargs.pop("num_random_init", None)
+    return AttackProtocol(
+        eps=eps,
+        threat_model=norm,
+        iterations=max_iter,
+        seed=0 if seed is None else seed,
+        attacks=kwargs.pop("attacks", ("pgd-eot",)),
+        **kwargs,
+    )
 
 
 #: factory: ``(estimator, settings) -> {result name: attack}`` (one attack may report under several names)
-Factory = Callable[[Any, AttackSettings], dict[str, EvasionAttack]]
+Factory = Callable[[Any, AttackProtocol], dict[str, EvasionAttack]]
 
 
 @dataclass(frozen=True)
 class AttackEntry:
     """One registered attack: its factory, what it needs of the defence, a one-line description, and the
-    :class:`AttackSettings` fields only this attack uses (recorded with it in results files)."""
+    :class:`~art_ssni.attacks.protocol.AttackProtocol` fields only this attack uses (recorded with it in results files)."""
 
     factory: Factory
     needs: tuple[Requires, ...]
     description: str
     own_settings: tuple[str, ...] = ()
+    threat_models: tuple[str, ...] = ("Linf", "L2")
 
 
-def _apgd(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
+def _apgd(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack]:
     out: dict[str, EvasionAttack] = {}
     for loss, label in (("cross_entropy", "apgd-ce"), ("difference_logits_ratio", "apgd-dlr")):
         out[label] = AutoProjectedGradientDescent(
@@ -126,7 +86,7 @@ def _apgd(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
             norm=np.inf if s.norm == "inf" else 2,
             eps=float(s.eps),
             eps_step=2.0 * float(s.eps),
-            max_iter=int(s.max_iter),
+            max_iter=int(s.iterations_of("rand-aa")),
             targeted=False,
             nb_random_init=int(s.restarts),
             batch_size=int(s.batch_size),
@@ -137,7 +97,7 @@ def _apgd(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
 
 
 def _score_aware(straight_through: bool) -> Factory:
-    def factory(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
+    def factory(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack]:
         kwargs = s.pgd_kwargs(estimator, through_defence=not straight_through)
         attack = ScoreAwarePGD(
             estimator, lam=float(s.lam), lam_schedule="linear", straight_through=straight_through, **kwargs
@@ -148,7 +108,7 @@ def _score_aware(straight_through: bool) -> Factory:
 
 
 def _selective(protocol: str) -> Factory:
-    def factory(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
+    def factory(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack]:
         kwargs = s.pgd_kwargs(estimator, through_defence=False)  # the attack draws its EOT copies itself
         name = "selective-eot" if protocol == "single" else f"selective-eot-{protocol}"
         weights = {"temperature": float(s.temperature)} if protocol == "single" else {"votes": int(s.votes)}
@@ -157,15 +117,13 @@ def _selective(protocol: str) -> Factory:
     return factory
 
 
-def _low_frequency(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
-    if s.norm != "inf":
-        return {}  # an ℓ∞ attack only
+def _low_frequency(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack]:
     kwargs = s.pgd_kwargs(estimator)
     kwargs.pop("norm")
     return {"low-frequency": LowFrequencyPGD(estimator, cutoff=0.25, **kwargs)}
 
 
-def _score_aware_stealth(estimator: Any, s: AttackSettings) -> dict[str, EvasionAttack]:
+def _score_aware_stealth(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack]:
     kwargs = s.pgd_kwargs(estimator)
     attack = ScoreAwarePGD(estimator, lam=max(float(s.lam), 1e-3), stealth_quantile=float(s.stealth_quantile), **kwargs)
     return {"score-aware-stealth": attack}
@@ -213,6 +171,7 @@ ATTACKS: dict[str, AttackEntry] = {
         _low_frequency,
         LowFrequencyPGD.defence_requirements,
         "PGD-EOT in the lowest 2-D DCT frequencies, cutoff 0.25 (DiffBreak's systemic perturbations; ℓ∞ only)",
+        threat_models=("Linf",),
     ),
     "score-aware-stealth": AttackEntry(
         _score_aware_stealth,
@@ -223,11 +182,14 @@ ATTACKS: dict[str, AttackEntry] = {
 }
 
 
-def applicable(names: Sequence[str], met: Collection[Requires]) -> tuple[list[str], dict[str, str]]:
+def applicable(
+    names: Sequence[str], met: Collection[Requires], *, threat_model: str = "Linf"
+) -> tuple[list[str], dict[str, str]]:
     """``(run, skipped)``: the names whose needs are all in ``met``, and ``{name: reason}`` for the others.
 
     :param names: attack names of :data:`ATTACKS`.
     :param met: what the defence offers: :func:`~art_ssni.attacks.requirements.meets` of a defended classifier.
+    :param threat_model: ``"Linf"`` or ``"L2"``; an attack of the other threat model only is skipped.
 
     :raises ValueError: for a name not in :data:`ATTACKS`.
     """
@@ -240,25 +202,56 @@ def applicable(names: Sequence[str], met: Collection[Requires]) -> tuple[list[st
         missing = unmet(ATTACKS[name].needs, met)
         if missing:
             skipped[name] = "needs " + " and ".join(m.value for m in missing)
+        elif threat_model not in ATTACKS[name].threat_models:
+            skipped[name] = f"is {' / '.join(ATTACKS[name].threat_models)} only"
         else:
             run.append(name)
     return run, skipped
 
 
-def build(names: Sequence[str], estimator: Any, settings: AttackSettings) -> dict[str, EvasionAttack]:
-    """``{result name: attack}`` for the applicable ``names`` (see :func:`applicable`), in registry order."""
-    run, _ = applicable(names, meets(estimator))
+def substitute_seed(seed: int, name: str) -> int:
+    """Seed of the PGD-EOT restart that stands in for ``name``: ``SeedSequence([seed, 1 + registry index])``."""
+    index = 1 + list(ATTACKS).index(name)
+    return int(np.random.SeedSequence([int(seed), index]).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+
+def substitutes(names: Sequence[str], met: Collection[Requires], protocol: AttackProtocol) -> dict[str, str]:
+    """``{name: note}`` for the attacks of ``names`` that a PGD-EOT restart replaces (budget-equal suites)."""
+    _, skipped = applicable(names, met, threat_model=protocol.threat_model)
+    return {
+        name: f"pgd-eot restart (seed {substitute_seed(protocol.seed, name)}) in its place: the attack {reason}"
+        for name, reason in skipped.items()
+    }
+
+
+def build(
+    names: Sequence[str], estimator: Any, protocol: AttackProtocol, *, equal_budget: bool = True
+) -> dict[str, EvasionAttack]:
+    """``{result name: attack}`` for ``names`` on ``estimator``, in the order of ``names``.
+
+    Each applicable attack is built with ``protocol.for_attack(name)`` (its iterations and step resolved). With
+    ``equal_budget`` (the default), an attack that does not apply (e.g. the selector attack on a constant level)
+    is replaced by a PGD-EOT restart with its own seed (:func:`substitute_seed`), reported under the attack's name
+    and listed by :func:`substitutes`: every defence of a comparison faces the same number of attack runs at the
+    same budget. ``equal_budget=False`` skips it instead.
+    """
+    run, _ = applicable(names, meets(estimator), threat_model=protocol.threat_model)
     out: dict[str, EvasionAttack] = {}
-    for name in run:
-        out.update(ATTACKS[name].factory(estimator, settings))
+    for name in names:
+        if name in run:
+            out.update(ATTACKS[name].factory(estimator, protocol.for_attack(name)))
+        elif equal_budget:
+            restart = protocol.for_attack(name, seed=substitute_seed(protocol.seed, name))
+            out[name] = PGDEOT(estimator, **restart.pgd_kwargs(estimator))
     return out
 
 
-def describe(names: Sequence[str], met: Collection[Requires], settings: AttackSettings) -> dict[str, Any]:
-    """JSON-ready record of the settings, the attacks that run and those skipped (with the reason)."""
-    run, skipped = applicable(names, met)
+def describe(names: Sequence[str], met: Collection[Requires], protocol: AttackProtocol) -> dict[str, Any]:
+    """JSON-ready record of the protocol, the attacks that run, those skipped and their stand-ins."""
+    run, skipped = applicable(names, met, threat_model=protocol.threat_model)
     return {
-        "settings": {k: (str(v) if k == "norm" else v) for k, v in dataclasses.asdict(settings).items()},
+        "settings": protocol.to_dict(),
         "run": run,
         "skipped": skipped,
+        "substituted": substitutes(names, met, protocol),
     }
