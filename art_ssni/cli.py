@@ -33,6 +33,22 @@ from art_ssni.cli_frontier import add_frontier_parser, add_render_arguments, ren
 __all__ = ["build_parser", "main"]
 
 
+#: options that are fields of the attack protocol, by the same name (evaluate and leaderboard)
+PROTOCOL_OPTIONS = (
+    "attacks",
+    "eps_step",
+    "iterations",
+    "eot",
+    "votes",
+    "redraws",
+    "resubmit",
+    "lam",
+    "stealth_quantile",
+    "temperature",
+    "seed",
+)
+
+
 def _common() -> argparse.ArgumentParser:
     """Options every sub-command has, with one spelling and one default (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -47,7 +63,7 @@ def _common() -> argparse.ArgumentParser:
 def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
     """Options of the attacks and the protocols, shared by evaluate and leaderboard (their defaults differ)."""
     from art_ssni.attacks.registry import ATTACKS
-    from art_ssni.evaluation.run import DEFAULTS
+    from art_ssni.evaluation.run import DEFENCE_DEFAULTS
 
     it = "the standard protocol: APGD 100, PGD 200" if iterations is None else None
     return [
@@ -63,9 +79,10 @@ def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
         (("--resubmit",), dict(type=positive_int, default=10, help="N of the resubmit-N protocol")),
         *ATTACK_WEIGHT_OPTIONS,
         (("--t-star",), dict(type=positive_int, default=None, help="base noise level t* (default: the preset's)")),
-        (("--sampler",), dict(choices=["ddpm", "ddim"], default=DEFAULTS["sampler"],
+        (("--sampler",), dict(choices=["ddpm", "ddim"], default=DEFENCE_DEFAULTS["sampler"],
           help="reverse sampler of the defence; ddim keeps CPU runs short, the paper's defence runs ddpm")),
-        (("--steps",), dict(type=positive_int, default=DEFAULTS["steps"], help="DDIM steps (ignored with ddpm)")),
+        (("--steps",), dict(type=positive_int, default=DEFENCE_DEFAULTS["steps"],
+          help="DDIM steps (ignored with ddpm)")),
         (("--gradient",), dict(choices=["exact", "surrogate", "bpda"], default="exact",
           help="attack gradient through the purifier")),
         (("--diffusion",), dict(default=None,
@@ -76,6 +93,7 @@ def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
 
 def build_parser() -> argparse.ArgumentParser:
     from art_ssni._version import __version__
+    from art_ssni.attacks.protocol import BUDGETS
     from art_ssni.evaluation.run import DEFAULTS
 
     parser = argparse.ArgumentParser(
@@ -96,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(ev, [
         (("--defences",), dict(type=csv_names, default=",".join(DEFAULTS["defences"]),
           help="comma-separated: 'none' and/or registered defence names")),
-        *_attack_spec(attacks=",".join(DEFAULTS["attacks"]), iterations=DEFAULTS["iterations"], eot=DEFAULTS["eot"]),
+        *_attack_spec(attacks=",".join(DEFAULTS["attacks"]), iterations=BUDGETS["evaluate"]["iterations"],
+                      eot=BUDGETS["evaluate"]["eot"]),
         (("--n-images", "--n-ex"), dict(dest="n_images", type=positive_int, default=DEFAULTS["n_images"],
           help="first N test images")),
         (("--norm",), dict(choices=["inf", "2"], default="inf", help="attack norm")),
@@ -173,7 +192,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from art_ssni import DiffusionModel, ReferenceStats, plots, zoo
     from art_ssni._common import write_json_atomic
     from art_ssni.evaluation.report import settings_line, worst_case_table
-    from art_ssni.evaluation.run import evaluate
+    from art_ssni.evaluation.run import DEFENCE_DEFAULTS, default_protocol, evaluate
 
     check_writable(args.out)
     data: dict[str, Any] = {}
@@ -185,16 +204,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.classifier is not None:
         data["classifier"] = load_factory(args.classifier).to(args.device).eval()
         data["nb_classes"] = args.nb_classes
-    same = "defences base attacks n_images eps eps_step iterations eot votes redraws resubmit lam stealth_quantile"
-    same += " temperature t_star tau bias"
-    same += " sampler steps eta gradient checkpoint seed device"
+    models = zoo.load(args.zoo, device=args.device)
+    protocol = default_protocol(
+        args.eps if args.eps is not None else float(models.eps),
+        threat_model=args.norm,
+        verbose=not args.quiet,
+        **{k: getattr(args, k) for k in PROTOCOL_OPTIONS},
+    )
     results = evaluate(
-        zoo.load(args.zoo, device=args.device),
-        **{k: getattr(args, k) for k in same.split()},
+        models,
+        protocol=protocol,
+        **{k: getattr(args, k) for k in ("defences", "base", "n_images", "t_star", "device")},
+        defence_kwargs={k: getattr(args, k) for k in DEFENCE_DEFAULTS},
         diffusion=DiffusionModel.from_pretrained(args.diffusion).to(args.device) if args.diffusion else None,
         reference=ReferenceStats.from_json(args.reference) if args.reference is not None else None,
-        norm="inf" if args.norm == "inf" else 2,
-        verbose=not args.quiet,
+        out=args.out,
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
         **data,
     )
@@ -258,20 +282,26 @@ def _cmd_train_zoo(args: argparse.Namespace) -> int:
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.render is not None:
         return render_command(args)
+    from art_ssni.attacks.protocol import AttackProtocol
     from art_ssni.evaluation.stats import format_accuracy
     from art_ssni.leaderboard import leaderboard
+    from art_ssni.leaderboard.api import default_eps
 
     check_writable(args.out)
     steps = args.steps if args.sampler == "ddim" else None
     optional = {"t_star": args.t_star, "steps": steps, "surrogate_steps": args.surrogate_steps}
     try:
-        same = "defence attacks diffusion data_dir model_dir reference n_ref out iterations eot eps_step votes"
-        same += " redraws resubmit lam stealth_quantile temperature batch_size seed device sampler gradient"
+        protocol = AttackProtocol(
+            eps=args.eps if args.eps is not None else default_eps(args.dataset, args.threat),
+            threat_model=args.threat,
+            batch_size=args.batch_size,
+            **{k: getattr(args, k) for k in PROTOCOL_OPTIONS},
+        )
+        same = "defence diffusion data_dir model_dir reference n_ref out device sampler gradient"
         info = leaderboard(
             args.model,
             dataset=args.dataset,
-            threat_model=args.threat,
-            eps=args.eps,
+            protocol=protocol,
             n_ex=args.n_images,
             progress=not args.quiet,
             **{k: getattr(args, k) for k in same.split()},

@@ -81,6 +81,9 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
     )
     add_options(fr, ATTACK_WEIGHT_OPTIONS)
     fr.add_argument("--eps", type=positive_float, default=None, help="ℓ∞ radius, 0.2 or 8/255 (default: the zoo's)")
+    fr.add_argument(
+        "--eps-step", type=positive_float, default=None, help="PGD step (default: eps * max(0.223, 2.5 / iterations))"
+    )
     fr.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="(default: %(default)s)")
     fr.add_argument("--steps", type=positive_int, default=10, help="DDIM steps (default: %(default)s)")
     fr.add_argument("--gradient", choices=["exact", "surrogate"], default="exact", help="(default: %(default)s)")
@@ -91,10 +94,27 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
     return fr
 
 
+#: options that override the budget preset's protocol fields, by the same name
+FRONTIER_PROTOCOL_OPTIONS = (
+    "iterations",
+    "eot",
+    "eps_step",
+    "votes",
+    "redraws",
+    "resubmit",
+    "select_draws",
+    "lam",
+    "stealth_quantile",
+    "temperature",
+    "seed",
+)
+
+
 def _cmd_frontier(args: argparse.Namespace) -> int:
     import torch
 
     from art_ssni import zoo
+    from art_ssni.attacks.protocol import AttackProtocol
     from art_ssni.leaderboard.frontier import frontier, frontier_points
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -104,6 +124,13 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
     )
     n = min(args.n_ex, models.x_test.shape[0])
     command = " ".join(["art-ssni", *sys.argv[1:]])  # as typed (python -m art_ssni.cli or the console script)
+    protocol = AttackProtocol.from_budget(
+        args.budget,
+        eps=args.eps if args.eps is not None else float(models.eps),
+        attacks=tuple(args.attacks),
+        batch_size=args.batch_size,
+        **{k: getattr(args, k) for k in FRONTIER_PROTOCOL_OPTIONS},
+    )
     results = frontier(
         models.classifier,
         models.diffusion,
@@ -111,29 +138,16 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
         models.y_test[:n],
         reference=models.reference,
         nb_classes=models.nb_classes,
-        eps=args.eps if args.eps is not None else models.eps,
+        protocol=protocol,
         out=args.out,
         points=points,
-        attacks=args.attacks,
-        budget=args.budget,
-        iterations=args.iterations,
-        eot=args.eot,
-        votes=args.votes,
-        redraws=args.redraws,
-        resubmit=args.resubmit,
-        select_draws=args.select_draws,
-        lam=args.lam,
-        stealth_quantile=args.stealth_quantile,
-        temperature=args.temperature,
-        batch_size=args.batch_size,
-        seed=args.seed,
         defence_kwargs={
             "sampler": args.sampler,
             "steps": args.steps,
             "gradient": args.gradient,
             "score_steps": models.score_steps,
         },
-        info={"model": "zoo", "dataset": "digits", "command": command},
+        info={"model": "zoo", "dataset": "digits", "command": command, "budget": args.budget},
         device=args.device,
         progress=not args.quiet,
     )

@@ -204,6 +204,7 @@ def test_defend_takes_a_hub_id(model, tmp_path, monkeypatch):
 
 def test_leaderboard_on_cifar10_by_names(rb, model_dir, diffusion, tmp_path):
     """The CIFAR-10 path of the leaderboard: RobustBench weights, diffusers folder, local .npz, fitted reference."""
+    from art_ssni.attacks.protocol import AttackProtocol
     from art_ssni.leaderboard import leaderboard
 
     root, _ = model_dir
@@ -213,8 +214,9 @@ def test_leaderboard_on_cifar10_by_names(rb, model_dir, diffusion, tmp_path):
     x = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)  # NHWC uint8, as numpy dumps of CIFAR-10 often are
     np.savez(tmp_path / "cifar.npz", x_test=x, y_test=np.array([1, 2, 3]), x_train=x)
     info = leaderboard(
-        name, dataset=dataset, threat_model=threat, model_dir=root, diffusion=tmp_path / "ddpm",
-        data_dir=tmp_path / "cifar.npz", n_ex=2, batch_size=2, attacks=("pgd-eot",), iterations=1, eot=1,
+        name, dataset=dataset, model_dir=root, diffusion=tmp_path / "ddpm", data_dir=tmp_path / "cifar.npz", n_ex=2,
+        protocol=AttackProtocol(eps=8 / 255, threat_model=threat, batch_size=2, attacks=("pgd-eot",), iterations=1,
+                                eot=1),
         sampler="ddim", steps=2, t_star=3, score_steps=2, n_ref=3, out=tmp_path / "out", progress=False,
     )  # fmt: skip
     assert info["name"] == f"{name} + ssni-n" and info["eps"] == pytest.approx(8 / 255) and info["n_ex"] == 2

@@ -90,7 +90,7 @@ class RightWithProbability:
         return np.eye(2)[label]
 
 
-# ---------------------------------------------------------------- a deterministic classifier: the pick is the failing one
+# ---------------------------------------------------------------- deterministic: the pick is the failing one
 def test_on_a_deterministic_classifier_the_submission_is_the_candidate_that_fails():
     clf = NoisyClassifier(noise=0.0)
     x = constant_images([1, 3, 5, 7])

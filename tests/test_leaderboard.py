@@ -75,7 +75,7 @@ def numbers(info: dict) -> dict:
     "kw, message",
     [
         (dict(eps=0.0), "eps must be a finite number > 0"),
-        (dict(eps=0.1, threat_model="L1"), "threat_model must be one of"),
+        (dict(eps=0.1, threat_model="L1"), "threat_model must be 'Linf'"),
         (dict(eps=0.1, attacks=("fgsm",)), "attacks must be distinct names among"),
         (dict(eps=0.1, attacks=("pgd-eot", "pgd-eot")), "attacks must be distinct names among"),
         (dict(eps=0.1, iterations=0), "iterations must be an int >= 1 or None"),
@@ -254,9 +254,17 @@ def test_run_writes_valid_json_and_rerun_computes_nothing(model, data, tmp_path)
     per = json.loads((tmp_path / "per_example.json").read_text())
     for name, record in info["protocols"]["vote"]["attacks"].items():
         assert record["accuracy"] == pytest.approx(np.mean(per["vote"][name]))
-    worst = np.array(per["single"]["worst_case"])
-    assert not (worst & ~np.array(per["single"]["clean"])).any()
-    assert sorted(p.name for p in (tmp_path / "batches").iterdir()) == [f"batch-00000{i}.json" for i in range(3)]
+    sources = per["worst_case_source"]
+    assert len(sources) == 5 and set(sources) <= {"clean", "apgd-ce", "apgd-dlr", "pgd-eot", "score-aware"}
+    assert sorted(p.name for p in (tmp_path / "batches").iterdir()) == sorted(
+        [f"batch-00000{i}.json" for i in range(3)] + [f"batch-00000{i}.adv.safetensors" for i in range(3)]
+    )
+    from art_ssni.evaluation.stored import load_adversarial
+
+    x, y = data
+    stored_batch = load_adversarial(tmp_path / "batches" / "batch-000001.adv.safetensors", x=x[2:4], y=y[2:4])
+    assert list(stored_batch) == ["apgd-ce", "apgd-dlr", "pgd-eot", "score-aware"]
+    assert all(np.abs(v - x[2:4]).max() <= 0.1 + 1e-6 for v in stored_batch.values())
     again = run(model, data, tmp_path)
     assert again["runtime"]["batches_computed_this_run"] == 0
     assert numbers(again) == numbers(info)
@@ -275,7 +283,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(model, data, tmp_pa
     monkeypatch.setattr(runner_module, "_run_batch", failing)
     with pytest.raises(KeyboardInterrupt):
         run(model, data, tmp_path / "cut")
-    assert [p.name for p in (tmp_path / "cut" / "batches").iterdir()] == ["batch-000000.json"]
+    assert sorted(p.name for p in (tmp_path / "cut" / "batches").iterdir()) == [
+        "batch-000000.adv.safetensors",
+        "batch-000000.json",
+    ]
     assert not (tmp_path / "cut" / "model_info.json").exists()
     calls.clear()
     monkeypatch.setattr(runner_module, "_run_batch", lambda *a, **k: (calls.append(a[5]), real(*a, **k))[1])
@@ -352,13 +363,13 @@ def test_cost_formula_by_hand():
 
     p = AttackProtocol(eps=0.1, attacks=("pgd-eot", "rand-aa"), iterations=2, eot=3)
     # DiffPure, DDPM t* = 10: K = 10, P = 10, G = 4·3·10 = 120; PGD judged after both iterations with 8 draws;
-    # evaluation: clean + 3 attack outputs, each (5 + 10 + 9) draws
+    # evaluation: clean + 3 attack outputs, each 8 selection draws and (5 + 10 + 9) judging draws
     c = unet_evaluations(p, t_star=10, ssni=False)
     assert c == {
         "pgd-eot": 2 * 120 + 2 * 8 * 10,
         "rand-aa": 2 * (2 * 130 + 40),
-        "evaluation": 4 * 24 * 10,
-        "total": 1960,
+        "evaluation": 4 * 32 * 10,
+        "total": 2280,
     }
     # SSNI, DDIM 4 steps, T' = 5: K = min(4, 10 - 1 + 5) = 4, P = 9, G = 5 + 3·3·4 (no checkpoint) = 41
     c = unet_evaluations(
@@ -371,7 +382,7 @@ def test_cost_formula_by_hand():
         checkpoint=False,
     )
     # keep_pgd_eot adds a PGD-EOT run (1 · 41), two more judgings (3 · 8 · 9 with its own) and the recorded t (2 · 5)
-    assert c["score-aware"] == (41 + 15) + 8 * 9 + (41 + 3 * 8 * 9 + 2 * 5) and c["evaluation"] == 2 * 24 * 9
+    assert c["score-aware"] == (41 + 15) + 8 * 9 + (41 + 3 * 8 * 9 + 2 * 5) and c["evaluation"] == 2 * 32 * 9
 
 
 def test_cost_formula_bounds_a_real_run(model, data, tmp_path):
@@ -388,7 +399,13 @@ def test_cost_formula_bounds_a_real_run(model, data, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- by names (zoo)
-TINY = dict(n_ex=4, batch_size=4, attacks=("pgd-eot",), iterations=1, eot=1, sampler="ddim", steps=2, progress=False)
+TINY = dict(
+    n_ex=4,
+    protocol=AttackProtocol(eps=0.2, batch_size=4, attacks=("pgd-eot",), iterations=1, eot=1),
+    sampler="ddim",
+    steps=2,
+    progress=False,
+)
 
 
 def test_leaderboard_on_the_digits_zoo(tmp_path):

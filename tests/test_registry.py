@@ -8,7 +8,8 @@ import torch
 
 from art_ssni import SSNIPreprocessor
 from art_ssni.attacks import BPDAEOT, PGDEOT, ScoreAwarePGD, registry
-from art_ssni.attacks.registry import ATTACKS, AttackEntry, AttackSettings, applicable, build
+from art_ssni.attacks.protocol import AttackProtocol
+from art_ssni.attacks.registry import ATTACKS, AttackEntry, AttackSettings, applicable, build, substitutes
 from art_ssni.attacks.requirements import Requires, meets
 from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.ssni.bases import GNS
@@ -56,23 +57,21 @@ def test_applicable_skips_with_the_reason(model, images):
 def test_build_uses_the_settings_and_the_defence_eot(model, images):
     pre = purifier(model, images, eot_samples=4)
     clf = classifier(pre)
-    attacks = build(list(ATTACKS), clf, AttackSettings(eps=0.1, max_iter=3, eot=8, select_draws=2, seed=5))
+    attacks = build(list(ATTACKS), clf, AttackProtocol(eps=0.1, iterations=3, eot=8, select_draws=2, seed=5))
     assert list(attacks) == ["apgd-ce", "apgd-dlr", *(name for name in ATTACKS if name != "rand-aa")]
     pgd = attacks["pgd-eot"]
     assert isinstance(pgd, PGDEOT) and pgd.max_iter == 3 and pgd.select_draws == 2 and pgd.seed == 5
     assert pgd.eot_iter == 2  # 8 purifications per gradient, 4 of them in each call of the defence
     assert attacks["score-aware-st"].eot_iter == 8  # bypasses eot_samples
-    undefended = build(["pgd-eot"], classifier(None), AttackSettings(eps=0.1, eot=8))
+    undefended = build(["pgd-eot"], classifier(None), AttackProtocol(eps=0.1, eot=8))
     assert undefended["pgd-eot"].eot_iter == 1  # a deterministic classifier: EOT would repeat one gradient
 
 
 def test_the_selector_weights_reach_the_attacks(model, images):
     """λ, the stealth quantile, the temperature and the vote's K (issue 17 item 5): settings -> attacks, and the
     leaderboard protocol records each with the attack that uses it."""
-    from art_ssni.leaderboard.protocol import AttackProtocol
-
     clf = classifier(purifier(model, images))
-    s = AttackSettings(eps=0.1, max_iter=1, eot=2, lam=0.3, stealth_quantile=0.1, temperature=2.0, votes=5)
+    s = AttackProtocol(eps=0.1, iterations=1, eot=2, lam=0.3, stealth_quantile=0.1, temperature=2.0, votes=5)
     attacks = build(["score-aware", "score-aware-stealth", "selective-eot", "selective-eot-vote"], clf, s)
     assert attacks["score-aware"].lam == 0.3
     assert attacks["score-aware-stealth"].stealth_quantile == 0.1 and attacks["score-aware-stealth"].lam == 0.3
@@ -97,7 +96,7 @@ def test_cli_selector_weight_options():
         args = parser.parse_args([*command, "--lam", "0.5", "--stealth-quantile", "0.05", "--temperature", "1"])
         assert (args.lam, args.stealth_quantile, args.temperature) == (0.5, 0.05, 1.0)
     defaults = parser.parse_args(["evaluate"])
-    s = AttackSettings(eps=0.1)
+    s = AttackProtocol(eps=0.1)
     assert (defaults.lam, defaults.stealth_quantile, defaults.temperature) == (s.lam, s.stealth_quantile, s.temperature)
     for bad in (["--lam", "-1"], ["--stealth-quantile", "1"], ["--temperature", "0"], ["--temperature", "nan"]):
         with pytest.raises(SystemExit):
@@ -110,6 +109,33 @@ def test_adding_an_attack_is_one_registry_entry(monkeypatch, images):
     )
     monkeypatch.setitem(registry.ATTACKS, "my-pgd", entry)
     clf = classifier(None)
-    attacks = build(["my-pgd"], clf, AttackSettings(eps=0.05, max_iter=1))
+    attacks = build(["my-pgd"], clf, AttackProtocol(eps=0.05, iterations=1))
     y = np.argmax(clf.predict(images[:2]), axis=1)
     assert attacks["my-pgd"].generate(images[:2], y).shape == images[:2].shape
+
+
+def test_budget_equal_suites_put_a_pgd_eot_restart_in_the_place_of_an_inapplicable_attack(model, images):
+    protocol = AttackProtocol(eps=0.1, attacks=("pgd-eot", "score-aware"), iterations=2, eot=2, seed=3)
+    constant = classifier(purifier(model, images, reweight="constant"))
+    ssni = classifier(purifier(model, images))
+    on_diffpure, on_ssni = protocol.build(constant), protocol.build(ssni)
+    assert list(on_diffpure) == list(on_ssni) == ["pgd-eot", "score-aware"]  # the same number of attack runs
+    stand_in = on_diffpure["score-aware"]
+    assert type(stand_in) is PGDEOT and isinstance(on_ssni["score-aware"], ScoreAwarePGD)
+    assert stand_in.seed != on_diffpure["pgd-eot"].seed  # a restart with its own seed, same budget
+    assert (stand_in.max_iter, stand_in.step_size) == (
+        on_diffpure["pgd-eot"].max_iter,
+        on_diffpure["pgd-eot"].step_size,
+    )
+    notes = substitutes(protocol.attacks, meets(constant), protocol)
+    assert list(notes) == ["score-aware"] and notes["score-aware"].startswith("pgd-eot restart (seed ")
+    described = protocol.describe(meets(constant))
+    assert list(described["attacks"]) == ["pgd-eot", "score-aware"]
+    assert "substitute" in described["attacks"]["score-aware"] and described["substituted_attacks"] == notes
+    assert substitutes(protocol.attacks, meets(ssni), protocol) == {}
+
+
+def test_attack_settings_is_a_deprecated_alias_of_the_protocol():
+    with pytest.warns(DeprecationWarning, match="AttackSettings is deprecated"):
+        s = AttackSettings(eps=0.1, norm=2, max_iter=7, eot=3)
+    assert isinstance(s, AttackProtocol) and (s.threat_model, s.iterations, s.eot) == ("L2", 7, 3)

@@ -59,7 +59,7 @@ _STANDARD_DEFAULT = 200
 
 
 def threat_model_name(norm: Any) -> str | None:
-    """``"Linf"`` for ``np.inf`` / ``"inf"`` / ``"Linf"`` / ``"linf"``, ``"L2"`` for ``2`` / ``"2"`` / ``"L2"``, else ``None``."""
+    """``"Linf"`` for ``np.inf`` / ``"inf"`` / ``"Linf"``, ``"L2"`` for ``2`` / ``"2"`` / ``"L2"``, else ``None``."""
     if isinstance(norm, str):
         return {"inf": "Linf", "linf": "Linf", "l2": "L2", "2": "L2"}.get(norm.lower())
     if isinstance(norm, bool) or not isinstance(norm, (int, float, np.integer, np.floating)):
@@ -239,6 +239,14 @@ class AttackProtocol:
             seed=int(self.seed),
             verbose=bool(self.verbose),
         )
+
+    def applicable(self, met: Any) -> tuple[list[str], dict[str, str]]:
+        """``(run, skipped)`` attack names for a defence offering ``met``
+        (:func:`~art_ssni.attacks.registry.applicable`); :meth:`build` puts a PGD-EOT restart in each skipped one's
+        place."""
+        from art_ssni.attacks.registry import applicable
+
+        return applicable(self.attacks, met, threat_model=self.threat_model)
 
     def build(self, estimator: Any, *, seed: int | None = None) -> dict[str, Any]:
         """The attacks on ``estimator`` as ``{result name: attack}`` (:func:`~art_ssni.attacks.registry.build`:

@@ -26,7 +26,6 @@ import numpy as np
 from art.attacks.attack import EvasionAttack
 from art.attacks.evasion import AutoProjectedGradientDescent
 
-from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.bpda_eot import BPDAEOT
 from art_ssni.attacks.low_frequency_pgd import LowFrequencyPGD
 from art_ssni.attacks.pgd_eot import PGDEOT
@@ -68,8 +67,9 @@ Factory = Callable[[Any, AttackProtocol], dict[str, EvasionAttack]]
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One registered attack: its factory, what it needs of the defence, a one-line description, and the
-    :class:`~art_ssni.attacks.protocol.AttackProtocol` fields only this attack uses (recorded with it in results files)."""
+    """One registered attack: its factory, what it needs of the defence, a one-line description, the
+    :class:`~art_ssni.attacks.protocol.AttackProtocol` fields only this attack uses (recorded with it in results
+    files) and the threat models it exists for."""
 
     factory: Factory
     needs: tuple[Requires, ...]

@@ -1,16 +1,19 @@
 """Compare named defences on one classifier and data set under the project's adaptive attacks.
 
-This is what ``art-ssni evaluate`` runs: for every defence name (``"none"`` or a name of
-:mod:`art_ssni.defences`) it builds the defended ART classifier, attacks it with every applicable attack and keeps
-the per-sample worst case (:func:`~art_ssni.evaluation.robust_accuracy`). It also records the score norms and the
-noise levels SSNI chose on the clean and on the worst-case inputs, for plots.
+This is what ``art-ssni evaluate`` runs: for every defence name (``"none"`` or a name of :mod:`art_ssni.defences`)
+it builds the defended ART classifier, attacks it with the protocol's attack suite (a PGD-EOT restart in the place
+of an attack that does not apply) and judges the attacker's one submission per sample
+(:func:`~art_ssni.evaluation.robust_accuracy`). It also records the score norms and the noise levels SSNI chose on
+the clean and on the worst-case inputs, for plots.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,24 +23,30 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_ssni import defences as registry
 from art_ssni.attacks import registry as attack_registry
-from art_ssni.attacks.registry import AttackSettings
+from art_ssni.attacks.protocol import AttackProtocol
 from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
+from art_ssni.evaluation.result import RobustAccuracyResult
 from art_ssni.evaluation.robust import robust_accuracy
+from art_ssni.evaluation.stored import save_adversarial
 from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["DefenceEvaluation", "build_attacks", "compare_defences", "defended_classifier"]
+__all__ = ["DefenceEvaluation", "build_attacks", "compare_defences", "defended_classifier", "judge_run"]
 
 
 @dataclass
 class DefenceEvaluation:
-    """One defence's row of the comparison (fractions in [0, 1]; per-sample arrays as lists for JSON)."""
+    """One defence's row of the comparison (fractions in [0, 1]; per-sample arrays as lists for JSON).
+
+    ``attacks`` is the suite the row faced (the same for every row); ``substituted`` names those a PGD-EOT restart
+    stood in for, with the reason.
+    """
 
     defence: str
     settings: dict[str, Any]
     attacks: list[str]
-    skipped: dict[str, str]
+    substituted: dict[str, str]
     result: dict[str, Any]
     seconds: float
     t_clean: list[int] = field(default_factory=list)
@@ -68,15 +77,13 @@ def defended_classifier(
     )
 
 
-def build_attacks(
-    clf: PyTorchClassifier, names: Sequence[str], settings: AttackSettings
-) -> tuple[dict[str, EvasionAttack], dict[str, str]]:
-    """The applicable attacks among ``names`` on ``clf`` and ``{name: reason}`` for those skipped.
+def build_attacks(clf: PyTorchClassifier, protocol: AttackProtocol) -> tuple[dict[str, EvasionAttack], dict[str, str]]:
+    """The attacks of ``protocol`` on ``clf`` and ``{name: note}`` for those a PGD-EOT restart stands in for.
 
-    What an attack needs of the defence is declared in the registry (:mod:`art_ssni.attacks.registry`).
+    What an attack needs of the defence is declared in the registry (:mod:`art_ssni.attacks.registry`); every
+    defence faces ``len(protocol.attacks)`` attack runs at the same budget.
     """
-    _, skipped = attack_registry.applicable(names, meets(clf))
-    return attack_registry.build(names, clf, settings), skipped
+    return protocol.build(clf), attack_registry.substitutes(protocol.attacks, meets(clf), protocol)
 
 
 def compare_defences(
@@ -86,35 +93,31 @@ def compare_defences(
     y: np.ndarray,
     *,
     defences: Sequence[str],
-    attacks: Sequence[str],
+    protocol: AttackProtocol,
     reference: ReferenceStats | None,
     nb_classes: int,
     clip_values: tuple[float, float] = (0.0, 1.0),
     defence_kwargs: dict[str, Any] | None = None,
-    attack_settings: AttackSettings | None = None,
-    votes: int = 9,
-    redraws: int = 5,
-    resubmit: int = 10,
-    seed: int = 0,
     device_type: str = "cpu",
+    store: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[DefenceEvaluation]:
     """Evaluate every defence in ``defences`` on ``x`` (``(N, C, H, W)`` in ``clip_values``), ``y`` (``(N,)``).
 
+    Every defence faces the same attack suite: ``protocol.attacks``, each either run or replaced by a PGD-EOT
+    restart (:func:`build_attacks`); the worst case is the attacker's one submission per sample
+    (:func:`~art_ssni.evaluation.robust_accuracy`).
+
     :param defences: ``"none"`` and/or names of :func:`art_ssni.defences.available`.
-    :param attacks: names of the attack registry (:data:`art_ssni.attacks.registry.ATTACKS`); each defence gets the
-        applicable ones, the others are reported through ``progress`` and in ``skipped``.
+    :param protocol: the attacks, their budget and the judging protocols (:class:`AttackProtocol`).
     :param defence_kwargs: settings passed to every defence factory (``t_star``, ``sampler``, ``seed`` ...).
-    :param attack_settings: the attacks' budget (``eps``, ``max_iter``, ``eot`` ...); ``None``: ``eps=8/255``.
-    :param votes: ``K`` of the vote-K protocol (odd). :param redraws: re-judgings of the single protocol.
-    :param resubmit: ``N`` of the resubmit-N protocol.
+    :param store: a folder: each defence's adversarial examples go to ``<store>/<defence>.safetensors``
+        (:func:`~art_ssni.evaluation.stored.save_adversarial`), for a re-judging without re-attacking.
     :return: one :class:`DefenceEvaluation` per defence, in order.
     """
+    if not isinstance(protocol, AttackProtocol):
+        raise TypeError(f"protocol must be an art_ssni AttackProtocol, got {type(protocol).__name__}.")
     defence_kwargs = dict(defence_kwargs or {})
-    settings = attack_settings if attack_settings is not None else AttackSettings(eps=8 / 255)
-    unknown = [a for a in attacks if a not in attack_registry.ATTACKS]
-    if unknown:
-        raise ValueError(f"attacks must be among {list(attack_registry.ATTACKS)}, got {unknown}.")
     known = registry.available()
     bad = [d for d in defences if d != "none" and d not in known]
     if bad:
@@ -134,17 +137,25 @@ def compare_defences(
             device_type=device_type,
         )
         is_ssni = pre is not None and pre.reweight != "constant"
-        chosen, skipped = build_attacks(clf, attacks, settings)
+        chosen, substituted = build_attacks(clf, protocol)
         if progress is not None:
             progress(f"{name}: attacks {', '.join(chosen)}")
-            for attack, reason in skipped.items():
-                progress(f"{name}: skipped {attack} ({reason})")
-        result = robust_accuracy(clf, x, y, chosen, votes=votes, redraws=redraws, resubmit=resubmit, seed=seed)
+            for attack, note in substituted.items():
+                progress(f"{name}: {attack}: {note}")
+        result = judge_run(clf, x, y, chosen, protocol)
+        if store is not None:
+            save_adversarial(
+                Path(store) / f"{name}.safetensors",
+                x,
+                np.asarray(y),
+                result.adversarial,
+                metadata={"defence": name, "protocol": protocol.to_dict()},
+            )
         row = DefenceEvaluation(
             defence=name,
             settings={} if pre is None else pre.to_config(),
-            attacks=list(chosen),
-            skipped=skipped,
+            attacks=list(protocol.attacks),
+            substituted=substituted,
             result=result.to_dict(),
             seconds=time.perf_counter() - start,
         )
@@ -158,3 +169,20 @@ def compare_defences(
             row.norms_adversarial = pre.score_norms(worst).tolist()
         rows.append(row)
     return rows
+
+
+def judge_run(
+    clf: Any, x: np.ndarray, y: np.ndarray, attacks: dict[str, EvasionAttack], protocol: AttackProtocol
+) -> RobustAccuracyResult:
+    """:func:`~art_ssni.evaluation.robust_accuracy` with the protocol's judging settings."""
+    return robust_accuracy(
+        clf,
+        x,
+        y,
+        attacks,
+        votes=protocol.votes,
+        redraws=protocol.redraws,
+        resubmit=protocol.resubmit,
+        select_draws=protocol.select_draws,
+        seed=protocol.seed,
+    )

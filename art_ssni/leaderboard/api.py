@@ -16,7 +16,6 @@ and calls :func:`~art_ssni.leaderboard.run_leaderboard` with the :class:`~art_ss
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from art_ssni._common import art_device_type, is_int
 from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.evaluation.run import DEFAULTS as EVALUATE_DEFAULTS
+from art_ssni.evaluation.run import DEFENCE_DEFAULTS
 from art_ssni.leaderboard.data import DATASETS, load_cifar10, load_cifar10_train
 from art_ssni.leaderboard.distributed import world
 from art_ssni.leaderboard.protocol import AttackProtocol
@@ -32,7 +31,7 @@ from art_ssni.leaderboard.runner import run_leaderboard
 from art_ssni.leaderboard.store import write_json_atomic
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["DEFAULT_EPS", "leaderboard", "parse_eps"]
+__all__ = ["DEFAULT_EPS", "default_eps", "leaderboard", "parse_eps"]
 
 #: default radius per (dataset, threat model); digits ℓ∞ comes from the zoo
 DEFAULT_EPS = {("cifar10", "Linf"): 8 / 255, ("cifar10", "L2"): 0.5}
@@ -52,32 +51,36 @@ def parse_eps(text: str) -> float:
     return value
 
 
+def default_eps(dataset: str, threat_model: str = "Linf") -> float:
+    """The default radius: 8/255 (CIFAR-10 ℓ∞), 0.5 (CIFAR-10 ℓ2), the zoo's (digits ℓ∞)."""
+    from art_ssni.attacks.protocol import threat_model_name
+
+    name = threat_model_name(threat_model)
+    if dataset == "digits" and name == "Linf":
+        import json
+
+        from art_ssni import zoo
+
+        return float(json.loads((zoo.weights_dir("digits") / "zoo.json").read_text())["eps"])
+    eps = DEFAULT_EPS.get((dataset, str(name)))
+    if eps is None:
+        raise ValueError(f"eps: no default for {dataset} {threat_model}; give the protocol's eps.")
+    return eps
+
+
 def leaderboard(
     model: str = "zoo",
     *,
     dataset: str = "digits",
-    threat_model: str = "Linf",
-    eps: float | None = None,
+    protocol: AttackProtocol | None = None,
     n_ex: int = 512,
     defence: str = "ssni-n",
-    attacks: Sequence[str] = ("rand-aa", "pgd-eot"),
     diffusion: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     model_dir: str | os.PathLike[str] = "./models",
     reference: str | os.PathLike[str] | ReferenceStats | None = None,
     n_ref: int = 5000,
     out: str | os.PathLike[str] = "results/leaderboard",
-    iterations: int | None = None,
-    eot: int = 20,
-    eps_step: float | None = None,
-    votes: int = 9,
-    redraws: int = 5,
-    resubmit: int = 10,
-    lam: float = 1.0,
-    stealth_quantile: float = 0.25,
-    temperature: float = 0.25,
-    batch_size: int = 32,
-    seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
     **defence_kwargs: Any,
@@ -89,28 +92,16 @@ def leaderboard(
 
     :param model: ``"zoo"`` for ``dataset="digits"``; a RobustBench model name (e.g. ``"Standard"``) for CIFAR-10.
     :param dataset: ``"digits"`` or ``"cifar10"``.
-    :param threat_model: ``"Linf"`` or ``"L2"``.
-    :param eps: radius; ``None``: 8/255 (CIFAR-10 ℓ∞), 0.5 (CIFAR-10 ℓ2), the zoo's (digits ℓ∞).
+    :param protocol: threat model, attacks, budget, selection and judging (:class:`AttackProtocol`); ``None``: the
+        standard protocol (APGD rand + PGD-EOT, 100 / 200 iterations, EOT 20) at :func:`default_eps`.
     :param n_ex: number of test examples (the first ``n_ex``; fewer if the test set is smaller).
     :param defence: ``"none"`` or a registered defence name (:func:`art_ssni.defences.available`).
-    :param attacks: attack names of :data:`~art_ssni.leaderboard.protocol.ATTACKS`.
     :param diffusion: local diffusers folder of the purifier's diffusion model (required for CIFAR-10).
     :param data_dir: CIFAR-10 folder or ``.npz`` (:func:`~art_ssni.leaderboard.data.load_cifar10`).
     :param model_dir: RobustBench's model folder (``{model_dir}/{dataset}/{threat_model}/{model}.pt``).
     :param reference: SSNI reference statistics (a JSON file of :meth:`ReferenceStats.to_json` or the object).
     :param n_ref: clean training images to fit the reference on when none is given (paper: 5,000).
     :param out: output folder.
-    :param iterations: iterations of every attack (``None``: the standard protocol).
-    :param eot: EOT samples per gradient (standard: 20).
-    :param eps_step: PGD-type step (``None``: 0.007 · eps / (8/255)).
-    :param votes: ``K`` of the vote-K protocol (odd).
-    :param redraws: re-judgings of the single protocol.
-    :param resubmit: ``N`` of the resubmit-N protocol.
-    :param lam: weight λ of the score term of the score-aware attacks.
-    :param stealth_quantile: reference quantile the ``score-aware-stealth`` attack keeps the score norm below.
-    :param temperature: softmax temperature of the ``selective-eot`` copy weights.
-    :param batch_size: examples per batch (the unit of sharding and resuming).
-    :param seed: seed of the run.
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: progress bars (one per rank).
     :param defence_kwargs: settings of the defence (``t_star``, ``sampler`` (default ``"ddim"`` with ``steps=10``, as
@@ -120,6 +111,10 @@ def leaderboard(
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}.")
+    if protocol is None:
+        protocol = AttackProtocol(eps=default_eps(dataset))
+    if not isinstance(protocol, AttackProtocol):
+        raise TypeError(f"protocol must be an art_ssni AttackProtocol or None, got {type(protocol).__name__}.")
     if not is_int(n_ex) or n_ex < 1:
         raise ValueError(f"n_ex must be an int >= 1, got {n_ex!r}.")
     if not is_int(n_ref) or n_ref < 2:
@@ -127,9 +122,9 @@ def leaderboard(
     if "purifier_batch_size" in defence_kwargs:
         defence_kwargs["batch_size"] = defence_kwargs.pop("purifier_batch_size")
     defence_kwargs.setdefault("checkpoint", True)
-    # one default sampler with art-ssni evaluate (evaluation.run.DEFAULTS): DDIM-10; sampler="ddpm" for the paper's
-    if defence_kwargs.setdefault("sampler", EVALUATE_DEFAULTS["sampler"]) == "ddim":
-        defence_kwargs.setdefault("steps", EVALUATE_DEFAULTS["steps"])
+    # one default sampler with art-ssni evaluate (DEFENCE_DEFAULTS): DDIM-10; sampler="ddpm" for the paper's
+    if defence_kwargs.setdefault("sampler", DEFENCE_DEFAULTS["sampler"]) == "ddim":
+        defence_kwargs.setdefault("steps", DEFENCE_DEFAULTS["steps"])
     nb_classes = DATASETS[dataset][0]
     stats: ReferenceStats | None = None
     if isinstance(reference, ReferenceStats):
@@ -153,8 +148,6 @@ def leaderboard(
         else:
             diff_model = DiffusionModel.from_pretrained(diffusion).to(device)
         defence_kwargs.setdefault("t_star", models.t_star)
-        if eps is None and threat_model == "Linf":
-            eps = models.eps
         info.update(name=f"zoo-digits-cnn + {defence}", diffusion=str(diffusion) if diffusion else "zoo:digits")
     else:
         from art_ssni.robustbench import load_classifier
@@ -166,44 +159,25 @@ def leaderboard(
             )
         if data_dir is None:
             raise ValueError("data_dir: a local CIFAR-10 folder or .npz is required (no download).")
-        classifier = load_classifier(model, dataset=dataset, threat_model=threat_model, model_dir=model_dir).to(device)
+        threat = protocol.threat_model
+        classifier = load_classifier(model, dataset=dataset, threat_model=threat, model_dir=model_dir).to(device)
         diff_model = DiffusionModel.from_pretrained(diffusion).to(device)
         x, y = load_cifar10(data_dir, n_ex)
         x_train = None
         info.update(name=f"{model} + {defence}", diffusion=str(diffusion), model_dir=str(model_dir))
-    if eps is None:
-        eps = DEFAULT_EPS.get((dataset, threat_model))
-        if eps is None:
-            raise ValueError(f"eps: no default for {dataset} {threat_model}; pass eps.")
-    protocol = AttackProtocol(
-        eps=float(eps),
-        threat_model=threat_model,
-        attacks=tuple(attacks),
-        iterations=iterations,
-        eot=eot,
-        eps_step=eps_step,
-        votes=votes,
-        redraws=redraws,
-        resubmit=resubmit,
-        lam=lam,
-        stealth_quantile=stealth_quantile,
-        temperature=temperature,
-        batch_size=batch_size,
-        seed=seed,
-    )
     needs_reference = False
     if defence != "none" and stats is None:
         from art_ssni import defences as registry
 
-        device_type = art_device_type(device)
-        probe = registry.make(defence, diff_model, reference=None, device_type=device_type, **defence_kwargs)
-        needs_reference = not probe.is_fitted  # e.g. SSNI-N / SSNI-L; DiffPure needs no statistics
+        needs_reference = registry.spec(defence).needs_reference  # e.g. SSNI-N / SSNI-L; DiffPure needs none
     with world(device) as w:
         if needs_reference:
             path = Path(out) / _REFERENCE_FILE
             if w.rank == 0 and not path.is_file():
                 images = x_train[:n_ref] if x_train is not None else load_cifar10_train(data_dir, n_ref)  # type: ignore[arg-type]
-                stats = _fit_reference(diff_model, images, seed=seed, device=device, defence_kwargs=defence_kwargs)
+                stats = _fit_reference(
+                    diff_model, images, seed=protocol.seed, device=device, defence_kwargs=defence_kwargs
+                )
                 write_json_atomic(path, stats.to_dict())
             w.barrier()
             stats = ReferenceStats.from_json(path)

@@ -13,8 +13,9 @@ level the defence can choose (DDPM: ``t_max``; DDIM: ``min(steps, t_max)``; ``t_
   (the score term's gradient; ``3·e·T'`` for the straight-through variant); APGD-CE / APGD-DLR: ``G + P``
   per iteration (its loss check) and ``4·P`` around them (ART's probe when it is built, first check, second
   loss at the first step, last check);
-* the evaluation around the attacks: ``(redraws + resubmit + votes)·P`` on the clean input and on each attack
-  output (the three protocols).
+* the evaluation around the attacks: ``(select_draws + redraws + resubmit + votes)·P`` on the clean input and on
+  each attack output (the attacker's selection draws, then the three protocols' judging draws); an attack that
+  does not apply costs what the PGD-EOT restart in its place costs.
 
 It is an upper bound: SSNI chooses ``t_i <= t_max``. Run
 ``python -m art_ssni.leaderboard.cost`` to time the google/ddpm-cifar10-32 architecture (random weights, nothing
@@ -62,7 +63,8 @@ def unet_evaluations(
     run, _ = protocol.applicable(offered)
     out: dict[str, int] = {}
     n_attacks = 0
-    for name in run:
+    for listed in protocol.attacks:
+        name = listed if listed in run else "pgd-eot"  # a PGD-EOT restart stands in for an inapplicable attack
         per_iter = grad
         if name in ("score-aware", "score-aware-stealth"):
             per_iter += 3 * score
@@ -72,16 +74,17 @@ def unet_evaluations(
             per_iter += 3 * protocol.eot * score
         iters = protocol.iterations_of(name)
         if name == "rand-aa":
-            out[name] = 2 * (iters * (per_iter + predict) + 4 * predict)  # APGD-CE and APGD-DLR
+            out[listed] = 2 * (iters * (per_iter + predict) + 4 * predict)  # APGD-CE and APGD-DLR
             n_attacks += 2
         else:
             plan = SimpleNamespace(max_iter=iters, select_every=None)
             judgings = len(PGDEOT.checkpoints(plan))  # type: ignore[arg-type]
-            out[name] = iters * per_iter + judgings * protocol.select_draws * predict
+            out[listed] = iters * per_iter + judgings * protocol.select_draws * predict
             if name.startswith("score-aware"):  # keep_pgd_eot: a PGD-EOT run, two judgings, the recorded t
-                out[name] += iters * grad + (judgings + 2) * protocol.select_draws * predict + 2 * score
+                out[listed] += iters * grad + (judgings + 2) * protocol.select_draws * predict + 2 * score
             n_attacks += 1
-    out["evaluation"] = (1 + n_attacks) * (protocol.redraws + protocol.resubmit + protocol.votes) * predict
+    judged = protocol.select_draws + protocol.redraws + protocol.resubmit + protocol.votes  # selection + judging
+    out["evaluation"] = (1 + n_attacks) * judged * predict
     out["total"] = sum(out.values())
     return out
 

@@ -6,6 +6,9 @@ defence at one ``t*`` (and, for SSNI-N, one temperature ``τ`` as a multiple of 
 it runs the leaderboard protocol (:func:`art_ssni.leaderboard.run_leaderboard`: every applicable attack of the one
 registry, per-example worst case, protocols single / resubmit-N / vote-K, Wilson intervals) and adds
 
+Every point faces the same attack suite (an attack that needs what a defence lacks is replaced by a PGD-EOT
+restart) and its worst case is the attacker's one submission per sample, judged per protocol. Each point also gets
+
 * an exact McNemar p-value of every SSNI point against the constant-noise point of the same base at the same ``t*``
   (clean and worst case, per protocol; paired on the same examples);
 * the attack that decided the point (the lowest accuracy of the protocol);
@@ -13,13 +16,12 @@ registry, per-example worst case, protocols single / resubmit-N / vote-K, Wilson
 
 Each point is a leaderboard run in ``out/points/<point id>/`` (atomic per-batch files: a rerun resumes; sharded
 with ``torchrun --nproc_per_node=N``); rank 0 merges them into ``out/results.json``, which holds every per-example
-verdict. :data:`BUDGETS` are the attack presets (``quick`` for smoke runs, ``paper`` = the SSNI paper's PGD-EOT
-budget, 200 iterations and EOT 20).
+verdict. :data:`BUDGETS` are the attack presets (:mod:`art_ssni.attacks.protocol`: ``quick`` for smoke runs,
+``strong`` the convergence study's plateau, ``paper`` the SSNI paper's PGD-EOT budget).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -34,13 +36,12 @@ from tqdm.auto import tqdm
 
 from art_ssni import defences as registry
 from art_ssni._common import is_finite_real, is_int, versions, write_json_atomic
-from art_ssni.attacks import registry as attack_registry
+from art_ssni.attacks.protocol import BUDGETS, AttackProtocol
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.result import PROTOCOLS
 from art_ssni.evaluation.stats import mcnemar_p
 from art_ssni.leaderboard.distributed import world
 from art_ssni.leaderboard.merge import deciding_attack
-from art_ssni.leaderboard.protocol import AttackProtocol
 from art_ssni.leaderboard.runner import run_leaderboard
 from art_ssni.leaderboard.store import ResultStore
 from art_ssni.ssni.reference import ReferenceStats
@@ -63,16 +64,6 @@ DEFAULT_TAU_SCALES = (0.5, 1.0, 2.0)
 
 #: attacks of every point (the registry skips those that do not apply, e.g. the selector attack on DiffPure)
 DEFAULT_ATTACKS = ("pgd-eot", "selective-eot", "low-frequency", "score-aware-stealth")
-
-#: attack presets: ``quick`` to check a set-up in minutes (EOT 4: below the EOT plateau of the convergence study);
-#: ``strong`` from the convergence study (docs/attacks.md, n = 32 on the zoo): EOT 16, where the EOT curves stop
-#: falling, and 20 iterations, where the single protocol's is flat (the vote's still falls up to 100 at that n);
-#: ``paper`` the SSNI paper's budget (PGD 200, EOT 20)
-BUDGETS: dict[str, dict[str, int]] = {
-    "quick": {"iterations": 10, "eot": 4, "select_draws": 4, "votes": 5, "redraws": 3, "resubmit": 5},
-    "strong": {"iterations": 20, "eot": 16, "select_draws": 8, "votes": 9, "redraws": 5, "resubmit": 10},
-    "paper": {"iterations": 200, "eot": 20, "select_draws": 8, "votes": 9, "redraws": 5, "resubmit": 10},
-}
 
 _RESULTS = "results.json"
 _POINTS = "points"
@@ -193,23 +184,9 @@ def frontier(
     *,
     reference: ReferenceStats,
     nb_classes: int,
-    eps: float,
+    protocol: AttackProtocol,
     out: str | os.PathLike[str],
     points: Sequence[FrontierPoint] | None = None,
-    attacks: Sequence[str] = DEFAULT_ATTACKS,
-    budget: str = "quick",
-    iterations: int | None = None,
-    eot: int | None = None,
-    votes: int | None = None,
-    redraws: int | None = None,
-    resubmit: int | None = None,
-    select_draws: int | None = None,
-    eps_step: float | None = None,
-    lam: float = 1.0,
-    stealth_quantile: float = 0.25,
-    temperature: float = 0.25,
-    batch_size: int = 32,
-    seed: int = 0,
     defence_kwargs: Mapping[str, Any] | None = None,
     info: Mapping[str, Any] | None = None,
     device: str = "cpu",
@@ -217,34 +194,30 @@ def frontier(
 ) -> dict[str, Any]:
     """Run every point of the frontier and merge them into ``out/results.json`` (rank 0); returns the results.
 
+    Every point faces the same attack suite at the same budget: ``protocol.attacks``, an inapplicable one replaced
+    by a PGD-EOT restart (the selector attack on a constant level); the worst case is the attacker's one submission
+    per sample.
+
     :param classifier: ``(B, C, H, W)`` pixels in ``[0, 1]`` -> ``(B, nb_classes)`` logits.
     :param diffusion: the purifiers' diffusion model.
     :param x: ``(N, C, H, W)`` float clean images in ``[0, 1]`` (never modified).
     :param y: ``(N,)`` integer labels.
     :param reference: SSNI's reference statistics (``τ`` multiples are of ``reference.std``).
     :param nb_classes: number of classes.
-    :param eps: ℓ∞ radius of the attacks, > 0.
+    :param protocol: attacks, budget, selection and judging (e.g.
+        ``AttackProtocol.from_budget("strong", eps=0.2, attacks=DEFAULT_ATTACKS)``; :data:`BUDGETS`).
     :param out: output folder: ``points/<id>/`` (one leaderboard run per point) and ``results.json``.
     :param points: the sweep; ``None``: :func:`frontier_points` with its defaults.
-    :param attacks: attack names of the registry; each point runs those that apply to it.
-    :param budget: ``"quick"`` or ``"paper"`` (:data:`BUDGETS`); ``iterations``, ``eot``, ``votes``, ``redraws``,
-        ``resubmit`` and ``select_draws`` (the keys of a preset) override it when not ``None``.
-    :param eps_step: PGD step; ``None``: the leaderboard's (0.007 per 8/255 of radius).
-    :param lam: weight λ of the score term of the score-aware attacks.
-    :param stealth_quantile: reference quantile the ``score-aware-stealth`` attack keeps the score norm below.
-    :param temperature: softmax temperature of the ``selective-eot`` copy weights.
-    :param batch_size: examples per batch (the unit of resuming and sharding).
-    :param seed: seed of the run (every point uses the same per-batch seeds).
     :param defence_kwargs: settings of every defence (``sampler``, ``steps``, ``gradient``, ``score_steps``...);
         ``t_star`` and ``tau`` are set per point.
-    :param info: JSON-ready description stored in the results (``model``, ``dataset``, ``command``...).
+    :param info: JSON-ready description stored in the results (``model``, ``dataset``, ``command``, ``budget``...).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: progress bars (points, with an ETA; batches of the current point).
     :return: the ``results.json`` dict: ``settings``, ``points`` (one record per point, every per-example verdict
         under ``per_example``), ``runtime``.
     """
-    if budget not in BUDGETS:
-        raise ValueError(f"budget must be one of {list(BUDGETS)}, got {budget!r}.")
+    if not isinstance(protocol, AttackProtocol):
+        raise TypeError(f"protocol must be an art_ssni AttackProtocol, got {type(protocol).__name__}.")
     if not isinstance(reference, ReferenceStats):
         raise TypeError(f"reference must be an art_ssni.ReferenceStats, got {type(reference).__name__}.")
     points = list(points) if points is not None else frontier_points()
@@ -256,30 +229,8 @@ def frontier(
     clash = sorted({"t_star", "tau"} & set(defence_kwargs))
     if clash:
         raise ValueError(f"defence_kwargs must not set {clash}: every point sets them.")
-    attack_registry.applicable(attacks, set())  # unknown names: ValueError now, not after hours
-    preset = dict(BUDGETS[budget])
-    overrides = dict(
-        iterations=iterations, eot=eot, votes=votes, redraws=redraws, resubmit=resubmit, select_draws=select_draws
-    )
-    for name, value in overrides.items():
-        if value is not None:
-            preset[name] = value
-    protocol = AttackProtocol(
-        eps=eps,
-        attacks=tuple(attacks),
-        iterations=preset["iterations"],
-        eot=preset["eot"],
-        eps_step=eps_step,
-        votes=preset["votes"],
-        redraws=preset["redraws"],
-        resubmit=preset["resubmit"],
-        select_draws=preset["select_draws"],
-        lam=lam,
-        stealth_quantile=stealth_quantile,
-        temperature=temperature,
-        batch_size=batch_size,
-        seed=seed,
-    )
+    eps = float(protocol.eps)
+    budget = str(dict(info or {}).get("budget", "custom"))
     root = Path(out)
     started = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
@@ -343,7 +294,7 @@ def _assemble(
         "complete": len(done) == len(points),
         "pending": [p.id for p in points if p.id not in records],
         "settings": {
-            "protocol": {**dataclasses.asdict(protocol), "eps_step": protocol.step, "budget": budget},
+            "protocol": {**protocol.to_dict(), "budget": budget},
             "eps": float(eps),
             "n": int(n),
             "defence_kwargs": {k: v for k, v in defence_kwargs.items() if isinstance(v, (int, float, str))},

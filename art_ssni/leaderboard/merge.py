@@ -76,10 +76,12 @@ def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> 
     if "apgd-ce" in first:
         aa = first["clean"] & first["apgd-ce"] & first["apgd-dlr"]
         autoattack = accuracy_record(aa)
+    every = np.array([v for r in ordered for v in r.get("every_candidate_correct", [])], dtype=bool)
     summary = {
         "clean_acc": protocols["single"]["clean"]["accuracy"],
         "robust_acc": protocols["single"]["worst_case"]["accuracy"],
         "autoattack_acc": None if autoattack is None else autoattack["accuracy"],
+        "every_candidate_acc": accuracy_record(every)["accuracy"] if every.size == n_ex else None,
         "n_ex": int(n_ex),
         "protocols": protocols,
     }
@@ -88,6 +90,10 @@ def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> 
         "resubmit": {c: f.tolist() for c, f in resub.items()},
         "vote": {c: f.tolist() for c, f in vote.items()},
         "worst_case_source": [v for r in ordered for v in r["worst_case_source"]],
+        "worst_case_sources": {
+            p: [v for r in ordered for v in r.get("worst_case_sources", {}).get(p, [])] for p in protocols
+        },
+        "every_candidate": every.tolist(),
         "batch_seeds": [int(r["seed"]) for r in ordered],
     }
     return summary, per_example

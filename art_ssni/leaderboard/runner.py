@@ -37,6 +37,7 @@ from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.evaluation.records import array_fingerprint, module_fingerprint, run_record
 from art_ssni.evaluation.robust import batch_seed, robust_accuracy
+from art_ssni.evaluation.stored import save_adversarial
 from art_ssni.leaderboard.definitions import DEFINITIONS
 from art_ssni.leaderboard.distributed import World, world
 from art_ssni.leaderboard.merge import merge_records
@@ -45,7 +46,7 @@ from art_ssni.leaderboard.store import ResultStore
 from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["DEFINITIONS", "merge_records", "run_leaderboard", "versions"]
+__all__ = ["DEFINITIONS", "batch_record", "merge_records", "run_leaderboard", "versions"]
 
 _MANAGED = ("seed", "eot_samples", "clip_values", "device_type", "reference")
 
@@ -198,8 +199,11 @@ def run_leaderboard(
         for b in bar:
             record = store.load_batch(b, key)
             if record is None:
-                record = _run_batch(clf, pre, protocol, x, y, b, key, record_levels)
-                store.save_batch(record)
+                record, adversarial = _run_batch(clf, pre, protocol, x, y, b, key, record_levels)
+                lo, hi = record["start"], record["stop"]
+                meta = {"key": key, "batch": int(b), "seed": record["seed"]}
+                save_adversarial(store.adversarial_path(b), x[lo:hi], y[lo:hi], adversarial, metadata=meta)
+                store.save_batch(record)  # after its adversarial examples: a batch with a record has both
                 computed += 1
             records.append(record)
             bar.set_postfix(clean=sum(sum(r["clean_correct"]) for r in records))
@@ -247,8 +251,9 @@ def _run_batch(
     batch: int,
     key: str,
     record_levels: bool = False,
-) -> dict[str, Any]:
-    """Evaluate batch ``batch`` with every random draw keyed by ``batch_seed(protocol.seed, batch)``."""
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Evaluate batch ``batch`` with every random draw keyed by ``batch_seed(protocol.seed, batch)``; returns its
+    record and every attack's outputs."""
     start_t = time.perf_counter()
     seed = batch_seed(protocol.seed, batch)
     lo, hi = batch * protocol.batch_size, min((batch + 1) * protocol.batch_size, x.shape[0])
@@ -264,6 +269,7 @@ def _run_batch(
         votes=protocol.votes,
         redraws=protocol.redraws,
         resubmit=protocol.resubmit,
+        select_draws=protocol.select_draws,
         seed=seed,
         batch_size=protocol.batch_size,
     )
@@ -273,6 +279,15 @@ def _run_batch(
             "t_clean": pre.timesteps(x[lo:hi]).tolist(),
             "t_adversarial": pre.timesteps(result.worst_case_inputs).tolist(),
         }
+    seconds = time.perf_counter() - start_t
+    record = batch_record(result, key=key, batch=batch, lo=lo, hi=hi, seed=seed, levels=levels, seconds=seconds)
+    return record, result.adversarial
+
+
+def batch_record(
+    result: Any, *, key: str, batch: int, lo: int, hi: int, seed: int, levels: dict[str, Any], seconds: float = 0.0
+) -> dict[str, Any]:
+    """The JSON record of one batch's :class:`~art_ssni.evaluation.RobustAccuracyResult` (what ``batches/`` holds)."""
     return {
         **levels,
         "key": key,
@@ -287,5 +302,7 @@ def _run_batch(
         "resubmit_correct": result.resubmit_correct,
         "vote_correct": result.vote_correct,
         "worst_case_source": result.worst_case_source,
-        "seconds": round(time.perf_counter() - start_t, 3),
+        "worst_case_sources": result.worst_case_sources,
+        "every_candidate_correct": result.every_candidate_correct,
+        "seconds": round(seconds, 3),
     }

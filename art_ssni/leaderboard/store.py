@@ -4,6 +4,8 @@ Layout of the output folder::
 
     run.json                  the run's settings and their key (a rerun with other settings is refused)
     batches/batch-000003.json one file per finished batch (per-example verdicts, seed, seconds)
+    batches/batch-000003.adv.safetensors  its clean inputs and every attack's outputs (re-judged without
+                              re-attacking by ``art-ssni rejudge``)
     model_info.json           the merged RobustBench-style results (written by rank 0 at the end)
     per_example.json          the merged per-example verdicts
 
@@ -55,6 +57,10 @@ class ResultStore:
 
     def batch_path(self, batch: int) -> Path:
         return self.root / self.BATCHES / f"batch-{int(batch):06d}.json"
+
+    def adversarial_path(self, batch: int) -> Path:
+        """The batch's stored adversarial examples (:func:`~art_ssni.evaluation.stored.save_adversarial`)."""
+        return self.root / self.BATCHES / f"batch-{int(batch):06d}.adv.safetensors"
 
     def open(self, config: dict[str, Any], *, create: bool) -> str:
         """Check (and with ``create``, write) the manifest for ``config``; returns the run key.
