@@ -9,6 +9,7 @@ import pytest
 
 from art_ssni import ReferenceStats
 from art_ssni.cli import build_parser, main
+from art_ssni.evaluation.stored import load_adversarial
 
 SMALL = ["--n-images", "4", "--iterations", "1", "--eot", "1", "--quiet", "--steps", "2", "--seed", "3"]
 
@@ -27,18 +28,17 @@ def test_evaluate_small_writes_json_and_plots(tmp_path, capsys):
     assert main(["evaluate", *SMALL, "--out", str(out), "--attack", "pgd-eot,score-aware"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert [d["defence"] for d in results["defences"]] == ["none", "diffpure", "ssni-n", "ssni-l"]
-    assert results["settings"]["seed"] == 3 and results["settings"]["attack"]["max_iter"] == 1
+    assert results["settings"]["seed"] == 3 and results["settings"]["protocol"]["iterations"] == 1
     assert {"torch", "diffusers", "adversarial-robustness-toolbox"} <= set(results["versions"])
     for row in results["defences"]:
         res = row["result"]
         assert res["n"] == 4 and set(res["protocols"]) == {"single", "resubmit", "vote"}
-        per = res["per_example"]["single"]
-        implied = [c and all(per[a][i] for a in row["attacks"]) for i, c in enumerate(per["clean"])]
-        assert per["worst_case"] == implied  # the worst case is the AND
-        record = res["protocols"]["vote"]["worst_case"]
-        assert record["n"] == 4 and record["ci95"][0] <= record["accuracy"] <= record["ci95"][1]
-        assert "pgd-eot" in row["attacks"]
-        assert ("score-aware" in row["attacks"]) == row["defence"].startswith("ssni")
+        sources = res["per_example"]["worst_case_source"]
+        assert len(sources) == 4 and set(sources) <= {"clean", "pgd-eot", "score-aware"}  # one submission each
+        assert row["attacks"] == ["pgd-eot", "score-aware"]  # every row faces the same suite
+        assert ("score-aware" in row["substituted"]) == (not row["defence"].startswith("ssni"))
+        stored = load_adversarial(out / "adversarial" / f"{row['defence']}.safetensors", attacks=row["attacks"])
+        assert stored.x.shape == (4, 1, 8, 8)
     ssni = results["defences"][2]
     assert len(ssni["t_clean"]) == 4 and len(ssni["norms_adversarial"]) == 4
     for png in ("accuracy.png", "score_norms.png", "timesteps.png"):
@@ -59,14 +59,14 @@ def test_evaluate_on_gns_base(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_skips_an_attack_the_base_cannot_take(tmp_path, capsys):
+def test_evaluate_replaces_an_attack_the_base_cannot_take_by_a_pgd_eot_restart(tmp_path, capsys):
     out = tmp_path / "gns-st"
     argv = ["evaluate", *SMALL, "--out", str(out), "--base", "gns", "--defences", "ssni-n", "--no-plots"]
     argv = [a for a in argv if a != "--quiet"]
     assert main([*argv, "--attack", "pgd-eot,score-aware-st"]) == 0
     row = json.loads((out / "results.json").read_text())["defences"][0]
-    assert row["attacks"] == ["pgd-eot"] and "single-stage" in row["skipped"]["score-aware-st"]
-    assert "skipped score-aware-st" in capsys.readouterr().err
+    assert row["attacks"] == ["pgd-eot", "score-aware-st"] and "single-stage" in row["substituted"]["score-aware-st"]
+    assert "score-aware-st: pgd-eot restart (seed " in capsys.readouterr().err
 
 
 def test_calibrate_writes_reference(tmp_path):
