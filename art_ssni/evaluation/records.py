@@ -75,6 +75,9 @@ def run_record(*, device: str = "cpu", wall_seconds: float | None = None) -> dic
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": device,
+        # 1 / 5 / 15-minute load averages when the record is made (the end of a run): a wall time on a loaded
+        # machine says so
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     if device == "cuda" and torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name(0)
