@@ -182,6 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_render_arguments(lb)
     lb.set_defaults(func=_cmd_leaderboard)
     add_frontier_parser(sub, common)
+
+    rj = sub.add_parser(
+        "rejudge",
+        help="re-judge a stored evaluate run under other judging settings, without re-attacking",
+        description="Reads RUN_DIR/results.json and the adversarial examples stored in RUN_DIR/adversarial/ by "
+        "art-ssni evaluate, rebuilds each defence from the recorded settings and runs only the judging step (the "
+        "attacker's pick and the protocols' fresh verdicts); rewrites RUN_DIR/results.json. With no option it "
+        "reproduces the recorded verdicts.",
+    )
+    rj.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the --out folder of art-ssni evaluate")
+    rj.add_argument("--votes", type=odd_int, default=None, help="K of the vote-K protocol (default: as recorded)")
+    rj.add_argument("--redraws", type=positive_int, default=None, help="re-judgings of single (default: recorded)")
+    rj.add_argument("--resubmit", type=positive_int, default=None, help="N of resubmit-N (default: recorded)")
+    rj.add_argument("--select-draws", type=positive_int, default=None, help="attacker's draws (default: recorded)")
+    rj.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="torch device (default: %(default)s)")
+    rj.set_defaults(func=_cmd_rejudge)
     return parser
 
 
@@ -228,6 +244,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.no_plots:
         plots.evaluate_plots(results, args.out)
     print(f"wrote {args.out / 'results.json'}")
+    return 0
+
+
+def _cmd_rejudge(args: argparse.Namespace) -> int:
+    from art_ssni.evaluation.report import settings_line, worst_case_table
+    from art_ssni.leaderboard.rejudge import JUDGING, rejudge
+
+    results = rejudge(args.run_dir, device=args.device, **{k: getattr(args, k) for k in JUDGING})
+    print(settings_line(results))
+    print(worst_case_table(results))
+    print(f"rewrote {args.run_dir / 'results.json'}")
     return 0
 
 

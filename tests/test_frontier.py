@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from art_ssni import ReferenceStats
-from art_ssni.evaluation.stats import mcnemar_p
 from art_ssni.attacks.protocol import AttackProtocol
+from art_ssni.evaluation.stats import mcnemar_p
 from art_ssni.leaderboard.frontier import (
     BUDGETS,
     FrontierPoint,
