@@ -252,3 +252,28 @@ def test_tau_plot_draws_one_line_per_defence(tmp_path):
         {"defence": "gdmp+ssni-n", "t_star": 200, "tau_scale": 2.0},
     ]
     assert accuracy_vs_tau(points, tmp_path / "tau.png") is False and not (tmp_path / "tau.png").exists()
+
+
+def test_every_point_has_the_fixed_randomness_diagnostic(model, tmp_path):
+    """PGD under fixed, known purification noise (a diagnostic column, never a protocol)."""
+    results = tiny_frontier(model, tmp_path, points=[FrontierPoint("ssni-n", 5, 1.0)], attacks=("pgd-eot",))
+    point = results["points"][0]
+    fixed = point["fixed_randomness"]
+    assert fixed["n"] == 4 and len(point["per_example"]["fixed_randomness"]) == 4
+    assert fixed["accuracy"] == pytest.approx(np.mean(point["per_example"]["fixed_randomness"]))
+    assert "fixed_randomness" not in point["protocols"]
+
+
+def test_fixed_noise_makes_the_defence_deterministic_and_is_undone(model):
+    from art_ssni.evaluation.compare import defended_classifier
+    from art_ssni.evaluation.fixed_randomness import fixed_noise
+    from art_ssni.preprocessor import SSNIPreprocessor
+
+    pre = SSNIPreprocessor(model, reweight="constant", t_star=4, sampler="ddim", steps=2, seed=None, device_type="cpu")
+    clf = defended_classifier(tiny_cnn(), pre, input_shape=(1, 8, 8), nb_classes=10)
+    x = np.random.default_rng(1).random((3, 1, 8, 8), dtype=np.float32)
+    with fixed_noise(clf, 7):
+        a, b = clf.predict(x), clf.predict(x)
+    np.testing.assert_array_equal(a, b)
+    assert pre.seed is None and "forward" not in vars(pre)
+    assert not np.array_equal(clf.predict(x), clf.predict(x))  # fresh noise again

@@ -29,6 +29,9 @@ DEFINITIONS = {
     "attacker's submission) are correct",
     "protocols.vote": "robust iff the majority over `votes` fresh predictions of the candidate (worst_case: of the "
     "attacker's submission, picked by its estimated vote error) is correct",
+    "fixed_randomness": "a diagnostic, not a deployment protocol: PGD at the protocol's iterations with the "
+    "purification noise fixed and known to the attacker (EOT 1, exact gradient for that noise), judged with the same "
+    "noise (Liu et al.'s deterministic white-box setting): how much of the robustness is randomness",
     "substituted_attacks": "an attack that needs what the defence lacks is replaced by a PGD-EOT restart with its own "
     "seed, reported under the attack's name: every defence faces the same number of attack runs",
 }

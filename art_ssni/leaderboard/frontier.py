@@ -259,6 +259,7 @@ def frontier(
                 device=device,
                 progress=progress and w.rank == 0,
                 record_levels=True,
+                fixed_randomness=True,
             )
             if w.rank == 0:  # results.json after every point: a partial run is readable
                 records[point.id] = _point_record(point, model_info, folder, time.perf_counter() - t0)
@@ -326,6 +327,7 @@ def _point_record(point: FrontierPoint, model_info: Mapping[str, Any], folder: P
         "skipped_attacks": model_info["protocol"]["skipped_attacks"],
         "protocols": protocols,
         "deciding_attack": {p: deciding_attack(protocols[p]) for p in PROTOCOLS},
+        "fixed_randomness": model_info.get("fixed_randomness"),
         "t_clean_mean": _mean(t_clean),
         "t_adversarial_mean": _mean(t_adv),
         "t_clean": t_clean,

@@ -77,11 +77,13 @@ def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> 
         aa = first["clean"] & first["apgd-ce"] & first["apgd-dlr"]
         autoattack = accuracy_record(aa)
     every = np.array([v for r in ordered for v in r.get("every_candidate_correct", [])], dtype=bool)
+    fixed = np.array([v for r in ordered for v in r.get("fixed_randomness_correct", [])], dtype=bool)
     summary = {
         "clean_acc": protocols["single"]["clean"]["accuracy"],
         "robust_acc": protocols["single"]["worst_case"]["accuracy"],
         "autoattack_acc": None if autoattack is None else autoattack["accuracy"],
         "every_candidate_acc": accuracy_record(every)["accuracy"] if every.size == n_ex else None,
+        "fixed_randomness": accuracy_record(fixed) if fixed.size == n_ex else None,
         "n_ex": int(n_ex),
         "protocols": protocols,
     }
@@ -94,6 +96,7 @@ def merge_records(records: list[dict[str, Any]], n_ex: int, batch_size: int) -> 
             p: [v for r in ordered for v in r.get("worst_case_sources", {}).get(p, [])] for p in protocols
         },
         "every_candidate": every.tolist(),
+        **({"fixed_randomness": fixed.tolist()} if fixed.size == n_ex else {}),
         "batch_seeds": [int(r["seed"]) for r in ordered],
     }
     return summary, per_example

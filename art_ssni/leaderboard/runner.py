@@ -35,6 +35,7 @@ from art_ssni._common import art_device_type, versions
 from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.evaluation.fixed_randomness import fixed_randomness_correct
 from art_ssni.evaluation.records import array_fingerprint, module_fingerprint, run_record
 from art_ssni.evaluation.robust import batch_seed, robust_accuracy
 from art_ssni.evaluation.stored import save_adversarial
@@ -109,6 +110,7 @@ def run_leaderboard(
     device: str = "cpu",
     progress: bool = True,
     record_levels: bool = False,
+    fixed_randomness: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``classifier`` behind the registered ``defence`` under ``protocol``; sharded, resumable.
 
@@ -133,6 +135,9 @@ def run_leaderboard(
     :param progress: show one progress bar per rank.
     :param record_levels: also record, per batch, the noise levels the defence picks for the clean and the
         worst-case inputs (``t_clean``, ``t_adversarial``; two more scorings per example, for the frontier).
+    :param fixed_randomness: also run the fixed-randomness diagnostic per batch
+        (:func:`~art_ssni.evaluation.fixed_randomness.fixed_randomness_correct`: PGD with the purification noise
+        fixed and known, judged with that noise), reported as ``fixed_randomness``, never as a protocol.
     :return: the ``model_info`` dict (accuracies in percent).
     """
     if not isinstance(protocol, AttackProtocol):
@@ -187,6 +192,8 @@ def run_leaderboard(
             "classifier_sha256": module_fingerprint(classifier),
             "diffusion_sha256": module_fingerprint(diffusion) if diffusion is not None and pre is not None else None,
         }
+        if fixed_randomness and pre is not None:  # only then: the keys of runs without it stay as they were
+            config["diagnostics"] = ["fixed-randomness"]
         store = ResultStore(out)
         key = _setup(store, config, w)
         bs = protocol.batch_size
@@ -199,7 +206,9 @@ def run_leaderboard(
         for b in bar:
             record = store.load_batch(b, key)
             if record is None:
-                record, adversarial = _run_batch(clf, pre, protocol, x, y, b, key, record_levels)
+                record, adversarial = _run_batch(
+                    clf, pre, protocol, x, y, b, key, record_levels, fixed_randomness and pre is not None
+                )
                 lo, hi = record["start"], record["stop"]
                 meta = {"key": key, "batch": int(b), "seed": record["seed"]}
                 save_adversarial(store.adversarial_path(b), x[lo:hi], y[lo:hi], adversarial, metadata=meta)
@@ -251,6 +260,7 @@ def _run_batch(
     batch: int,
     key: str,
     record_levels: bool = False,
+    fixed_randomness: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Evaluate batch ``batch`` with every random draw keyed by ``batch_seed(protocol.seed, batch)``; returns its
     record and every attack's outputs."""
@@ -273,23 +283,25 @@ def _run_batch(
         seed=seed,
         batch_size=protocol.batch_size,
     )
-    levels = {}
+    extra: dict[str, Any] = {}  # the levels and the diagnostic, when asked for
     if pre is not None and record_levels:  # the levels picked for the clean and the worst-case inputs, after the run
-        levels = {
+        extra = {
             "t_clean": pre.timesteps(x[lo:hi]).tolist(),
             "t_adversarial": pre.timesteps(result.worst_case_inputs).tolist(),
         }
+    if fixed_randomness and pre is not None:
+        extra["fixed_randomness_correct"] = fixed_randomness_correct(clf, x[lo:hi], y[lo:hi], protocol, seed=seed)
     seconds = time.perf_counter() - start_t
-    record = batch_record(result, key=key, batch=batch, lo=lo, hi=hi, seed=seed, levels=levels, seconds=seconds)
+    record = batch_record(result, key=key, batch=batch, lo=lo, hi=hi, seed=seed, extra=extra, seconds=seconds)
     return record, result.adversarial
 
 
 def batch_record(
-    result: Any, *, key: str, batch: int, lo: int, hi: int, seed: int, levels: dict[str, Any], seconds: float = 0.0
+    result: Any, *, key: str, batch: int, lo: int, hi: int, seed: int, extra: dict[str, Any], seconds: float = 0.0
 ) -> dict[str, Any]:
     """The JSON record of one batch's :class:`~art_ssni.evaluation.RobustAccuracyResult` (what ``batches/`` holds)."""
     return {
-        **levels,
+        **extra,
         "key": key,
         "batch": int(batch),
         "start": int(lo),
