@@ -172,4 +172,4 @@ def _predict(self: DefendedClassifier, x: Any, batch_size: int = 128, **kwargs: 
 
 # set after the class is made: ART's metaclass wraps a ``predict`` of the class body with its own conversion
 # (np.array(x)), which would fail on a tensor that requires grad before this check could run
-DefendedClassifier.predict = _predict  # type: ignore[method-assign]
+DefendedClassifier.predict = _predict

@@ -358,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr = sys.stderr
     logged = not getattr(args, "quiet", False) and not (hasattr(stderr, "isatty") and stderr.isatty())
     if logged:
-        sys.stderr = LogProgress(stderr)  # type: ignore[assignment]
+        sys.stderr = LogProgress(stderr)
     try:
         return int(args.func(args))
     except (CLIError, ValueError, TypeError, FileNotFoundError, OSError) as err:

@@ -291,7 +291,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         params = self.to_config()
-        config = {"class": type(self).__name__, "art_ssni_version": __version__, "params": params}
+        config: dict[str, Any] = {"class": type(self).__name__, "art_ssni_version": __version__, "params": params}
         config.update(device_type=art_device_type(self.device.type), apply_fit=self.apply_fit)
         config.update(apply_predict=self.apply_predict, reference=params.pop("reference"))
         config["diffusion"] = {"subfolder": MODEL_SUBFOLDER} if save_model else None

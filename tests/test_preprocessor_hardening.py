@@ -1,4 +1,4 @@
-"""What careless or hostile values meet at the ART face (issue 24, items 6-8) and the settings it exposes (issue 25.3)."""
+"""What careless or hostile values meet at the ART face (issue 24, items 6-8); the settings it exposes (25.3)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_gpu_without_cuda_falls_back_with_a_warning(model, monkeypatch):
         SSNIPreprocessor(model, reweight="constant", t_star=3, device_type="cpu")  # no warning for "cpu"
 
 
-# ------------------------------------------------------------------ item 7: clip_values where the defence meets the classifier
+# ------------------------------------------------ item 7: clip_values where the defence meets the classifier
 def test_defended_classifier_refuses_other_clip_values(model):
     pre = make(model, reweight="constant")
     message = (
