@@ -18,15 +18,23 @@ from typing import Any
 from art_ssni.cli_args import (
     ATTACK_WEIGHT_OPTIONS,
     CLIError,
+    LogProgress,
     Spec,
     add_options,
+    check_eps,
+    check_n_images,
+    check_t_star,
     check_writable,
     csv_names,
     load_array_file,
     load_factory,
+    nonnegative_float,
     odd_int,
+    one_name,
     positive_float,
     positive_int,
+    threat_model,
+    unit_float,
 )
 from art_ssni.cli_frontier import add_frontier_parser, add_render_arguments, render_command
 
@@ -42,6 +50,7 @@ PROTOCOL_OPTIONS = (
     "votes",
     "redraws",
     "resubmit",
+    "select_draws",
     "lam",
     "stealth_quantile",
     "temperature",
@@ -60,7 +69,7 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
+def _attack_spec(*, attacks: str, iterations: int | None, eot: int, eps: str) -> Spec:
     """Options of the attacks and the protocols, shared by evaluate and leaderboard (their defaults differ)."""
     from art_ssni.attacks.registry import ATTACKS
     from art_ssni.evaluation.run import DEFENCE_DEFAULTS
@@ -68,15 +77,22 @@ def _attack_spec(*, attacks: str, iterations: int | None, eot: int) -> Spec:
     it = "the standard protocol: APGD 100, PGD 200" if iterations is None else None
     return [
         (("--attacks", "--attack"), dict(dest="attacks", type=csv_names, default=attacks,
-          help=f"comma-separated among {', '.join(ATTACKS)}; inapplicable ones are skipped with a message")),
-        (("--eps",), dict(type=positive_float, default=None, help="attack radius, e.g. 0.2 or 8/255")),
-        (("--eps-step",), dict(type=positive_float, default=None, help="PGD step (default: the attack's)")),
+          help=f"comma-separated among {', '.join(ATTACKS)}; one a defence cannot take is replaced by a PGD-EOT "
+               "restart (every defence faces the same suite)")),
+        (("--eps",), dict(type=positive_float, default=None,
+          help=f"attack radius in pixel units of [0, 1], e.g. 0.2 or 8/255 (default: {eps})")),
+        (("--norm", "--threat"), dict(dest="norm", type=threat_model, default="Linf",
+          help="threat model: inf (Linf) or 2 (L2)")),
+        (("--eps-step",), dict(type=positive_float, default=None,
+          help="PGD step (default: eps * max(0.223, 2.5 / iterations), the one rule for every attack)")),
         (("--iterations",), dict(type=positive_int, default=iterations,
           help="attack iterations" + (f" (default: {it})" if it else ""))),
         (("--eot",), dict(type=positive_int, default=eot, help="purifications per gradient")),
         (("--votes",), dict(type=odd_int, default=9, help="K of the vote-K protocol, odd")),
         (("--redraws",), dict(type=positive_int, default=5, help="re-judgings of the single protocol")),
         (("--resubmit",), dict(type=positive_int, default=10, help="N of the resubmit-N protocol")),
+        (("--select-draws",), dict(type=positive_int, default=8,
+          help="the attacker's own draws judging iterates and picking its one submission per sample")),
         *ATTACK_WEIGHT_OPTIONS,
         (("--t-star",), dict(type=positive_int, default=None, help="base noise level t* (default: the preset's)")),
         (("--sampler",), dict(choices=["ddpm", "ddim"], default=DEFENCE_DEFAULTS["sampler"],
@@ -95,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     from art_ssni._version import __version__
     from art_ssni.attacks.protocol import BUDGETS
     from art_ssni.evaluation.run import DEFAULTS
+    from art_ssni.zoo import available
+
+    zoo_names = available()
 
     parser = argparse.ArgumentParser(
         prog="art-ssni", description="Sample-Specific Noise Injection diffusion purification for ART."
@@ -107,28 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         parents=common,
         help="compare no defence, DiffPure, SSNI-N and SSNI-L under adaptive attacks",
-        description="Worst case (clean AND every attack) of each defence under three deployment protocols "
-        "(single, resubmit-N, vote-K; docs/evaluation-guide.md), with 95 %% Wilson intervals and McNemar p-values. "
+        description="Worst case (the attacker's one submission per sample among the clean input and every "
+        "attack's output) of each defence under three deployment protocols "
+        "(single, resubmit-N, vote-K; docs/evaluation-guide.md), with 95 % Wilson intervals and McNemar p-values. "
         "Defaults to the shipped digits zoo; writes results.json and PNG plots.",
     )
     add_options(ev, [
         (("--defences",), dict(type=csv_names, default=",".join(DEFAULTS["defences"]),
           help="comma-separated: 'none' and/or registered defence names")),
         *_attack_spec(attacks=",".join(DEFAULTS["attacks"]), iterations=BUDGETS["evaluate"]["iterations"],
-                      eot=BUDGETS["evaluate"]["eot"]),
+                      eot=BUDGETS["evaluate"]["eot"], eps="the zoo's ℓ∞ radius"),
         (("--n-images", "--n-ex"), dict(dest="n_images", type=positive_int, default=DEFAULTS["n_images"],
           help="first N test images")),
-        (("--norm",), dict(choices=["inf", "2"], default="inf", help="attack norm")),
         (("--tau",), dict(type=positive_float, default=None, help="SSNI-N temperature (default: reference std)")),
-        (("--bias",), dict(type=float, default=5.0, help="reweighting bias b")),
-        (("--eta",), dict(type=float, default=1.0, help="DDIM eta in [0, 1]")),
+        (("--bias",), dict(type=nonnegative_float, default=5.0, help="reweighting bias b >= 0")),
+        (("--eta",), dict(type=unit_float, default=1.0, help="DDIM eta in [0, 1]")),
         (("--base",), dict(choices=["diffpure", "gns", "gdmp"], default="diffpure",
           help="base method: diffpure / ssni-n / ssni-l in --defences become the base and its SSNI variants")),
         (("--checkpoint",), dict(action="store_true", help="checkpoint every reverse step (bounded memory)")),
         (("--out",), dict(type=Path, default=Path("results/evaluate"), help="output folder")),
-        (("--zoo",), dict(default="digits", help="zoo entry giving the default models and data")),
+        (("--zoo",), dict(choices=zoo_names, default="digits", help="zoo entry giving the default models and data")),
         (("--classifier",), dict(default=None, metavar="MODULE:FACTORY",
-          help="a Python factory returning your torch classifier (needs --nb-classes)")),
+          help="imports MODULE and calls FACTORY() for your torch classifier (needs --nb-classes): this RUNS that "
+          "code, name only modules you trust")),
         (("--nb-classes",), dict(type=positive_int, default=None, help="classes of --classifier")),
         (("--data",), dict(type=Path, default=None,
           help=".npz: x_test, y_test (NCHW in [0, 1]), optionally x_train to calibrate on")),
@@ -136,12 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     ])  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
 
-    cal = sub.add_parser("calibrate", parents=common, help="fit reference score-norm statistics, write them as JSON")
+    cal = sub.add_parser(
+        "calibrate",
+        parents=common,
+        help="fit reference score-norm statistics, write them as JSON",
+        description="Score clean images with the diffusion model (T' = --score-steps timesteps) and write the "
+        "reference statistics of their score norms (mean, std, min, max, quantiles) that SSNI-N / SSNI-L reweight "
+        "with; pass the file to evaluate or leaderboard as --reference. Defaults to the zoo's training images.",
+    )
     add_options(cal, [
         (("--images",), dict(type=Path, default=None,
           help=".npy (N, C, H, W) or .npz (x or x_train), clean, in [0, 1] (default: zoo train)")),
         (("--diffusion",), dict(default=None, help="a diffusers folder or Hub repo id (default: the zoo's)")),
-        (("--zoo",), dict(default="digits", help="zoo entry for the defaults")),
+        (("--zoo",), dict(choices=zoo_names, default="digits", help="zoo entry for the defaults")),
         (("--score-steps",), dict(type=positive_int, default=20, help="T'")),
         (("--batch-size",), dict(type=positive_int, default=256, help="images per batch")),
         (("--out",), dict(type=Path, default=Path("reference.json"), help="output JSON")),
@@ -168,10 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(lb, [
         (("--model",), dict(default="zoo", help="RobustBench model name (cifar10) or 'zoo' (digits)")),
         (("--dataset",), dict(choices=["digits", "cifar10"], default="digits", help="data set")),
-        (("--threat",), dict(choices=["Linf", "L2"], default="Linf", help="threat model")),
         (("--n-images", "--n-ex"), dict(dest="n_images", type=positive_int, default=512, help="first N examples")),
-        (("--defence",), dict(default="ssni-n", help="'none' or one registered defence name")),
-        *_attack_spec(attacks="rand-aa,pgd-eot", iterations=None, eot=20),
+        (("--defences", "--defence"), dict(dest="defence", type=one_name, default="ssni-n",
+          help="'none' or one registered defence name (one per leaderboard entry)")),
+        *_attack_spec(attacks="rand-aa,pgd-eot", iterations=None, eot=20,
+                      eps="the zoo's for digits ℓ∞, 8/255 for CIFAR-10 ℓ∞, 0.5 for ℓ2"),
         (("--data-dir",), dict(type=Path, default=None, help="CIFAR-10 folder (python/binary batches) or .npz")),
         (("--model-dir",), dict(type=Path, default=Path("models"), help="RobustBench models")),
         (("--n-ref",), dict(type=positive_int, default=5000, help="training images to fit the reference on")),
@@ -205,10 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from art_ssni import DiffusionModel, ReferenceStats, plots, zoo
+    from art_ssni import plots, zoo
     from art_ssni._common import write_json_atomic
+    from art_ssni.diffusion.model import DiffusionModel
     from art_ssni.evaluation.report import settings_line, worst_case_table
     from art_ssni.evaluation.run import DEFENCE_DEFAULTS, default_protocol, evaluate
+    from art_ssni.ssni.reference import ReferenceStats
 
     check_writable(args.out)
     data: dict[str, Any] = {}
@@ -220,7 +250,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.classifier is not None:
         data["classifier"] = load_factory(args.classifier).to(args.device).eval()
         data["nb_classes"] = args.nb_classes
+    reference = ReferenceStats.from_json(args.reference) if args.reference is not None else None
     models = zoo.load(args.zoo, device=args.device)
+    diffusion = DiffusionModel.from_pretrained(args.diffusion).to(args.device) if args.diffusion else None
+    x = data.get("x", models.x_test)  # everything the run would fail on later, refused before any defence runs
+    check_n_images(args.n_images, x.shape[0], f"--data {args.data}" if args.data else f"the {args.zoo} zoo's data")
+    check_eps(args.eps, args.norm, x.shape[1:])
+    check_t_star(args.t_star, (diffusion or models.diffusion).num_timesteps)
     protocol = default_protocol(
         args.eps if args.eps is not None else float(models.eps),
         threat_model=args.norm,
@@ -232,8 +268,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         protocol=protocol,
         **{k: getattr(args, k) for k in ("defences", "base", "n_images", "t_star", "device")},
         defence_kwargs={k: getattr(args, k) for k in DEFENCE_DEFAULTS},
-        diffusion=DiffusionModel.from_pretrained(args.diffusion).to(args.device) if args.diffusion else None,
-        reference=ReferenceStats.from_json(args.reference) if args.reference is not None else None,
+        diffusion=diffusion,
+        reference=reference,
         out=args.out,
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
         **data,
@@ -261,8 +297,10 @@ def _cmd_rejudge(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from art_ssni import DiffusionModel, SSNIPreprocessor, zoo
+    from art_ssni import zoo
     from art_ssni._common import art_device_type
+    from art_ssni.diffusion.model import DiffusionModel
+    from art_ssni.preprocessor import SSNIPreprocessor
 
     if args.out.is_dir():
         raise CLIError(f"--out {args.out}: is a folder; give the JSON file to write")
@@ -315,12 +353,13 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from art_ssni.leaderboard.api import default_eps
 
     check_writable(args.out)
+    _check_leaderboard(args)
     steps = args.steps if args.sampler == "ddim" else None
     optional = {"t_star": args.t_star, "steps": steps, "surrogate_steps": args.surrogate_steps}
     try:
         protocol = AttackProtocol(
-            eps=args.eps if args.eps is not None else default_eps(args.dataset, args.threat),
-            threat_model=args.threat,
+            eps=args.eps if args.eps is not None else default_eps(args.dataset, args.norm),
+            threat_model=args.norm,
             batch_size=args.batch_size,
             **{k: getattr(args, k) for k in PROTOCOL_OPTIONS},
         )
@@ -349,10 +388,38 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_leaderboard(args: argparse.Namespace) -> None:
+    """What a leaderboard run would fail on later, from files alone (before any model is loaded or defence runs)."""
+    from art_ssni.diffusion.hub import num_train_timesteps, resolve
+    from art_ssni.leaderboard.data import DATASETS
+
+    check_eps(args.eps, args.norm, DATASETS[args.dataset][1])
+    if args.diffusion is not None:
+        check_t_star(args.t_star, num_train_timesteps(resolve(args.diffusion)))
+    elif args.dataset == "digits":
+        from art_ssni.zoo import weights_dir
+
+        check_t_star(args.t_star, num_train_timesteps(weights_dir("digits")))
+    if args.dataset == "digits":
+        from art_ssni.zoo import load_digits_split
+
+        check_n_images(args.n_images, load_digits_split()[2].shape[0], "the digits zoo's data")
+    elif args.data_dir is not None and args.data_dir.suffix != ".npz":
+        check_n_images(args.n_images, 10_000, "the CIFAR-10 test batches")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``art-ssni`` console script; returns the exit status."""
+    """Entry point of the ``art-ssni`` console script; returns the exit status.
+
+    Without a terminal on stderr (a log, CI) and without ``--quiet``, progress bars print as plain lines every few
+    percent or minutes (:class:`~art_ssni.cli_args.LogProgress`).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    stderr = sys.stderr
+    logged = not getattr(args, "quiet", False) and not (hasattr(stderr, "isatty") and stderr.isatty())
+    if logged:
+        sys.stderr = LogProgress(stderr)
     try:
         return int(args.func(args))
     except (CLIError, ValueError, TypeError, FileNotFoundError, OSError) as err:
@@ -361,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"art-ssni {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stderr = stderr
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ __all__ = ["add_frontier_parser", "add_render_arguments", "plot_frontier", "rend
 def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``frontier`` to the subcommands ``sub`` of ``art-ssni`` (``parents``: the options every sub-command shares,
     ``--seed``, ``--device``, ``--quiet``); returns its parser."""
-    from art_ssni.cli_args import (
+    from art_ssni.cli_args import (  # noqa: F401 -- one import list
         ATTACK_WEIGHT_OPTIONS,
         add_options,
         csv_names_or_none,
@@ -35,41 +35,28 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
         parents=parents,
         help="accuracy-robustness frontier of DiffPure vs SSNI on the digits zoo across t* and tau (resumable)",
         description="Sweep t* (and SSNI-N's tau) for DiffPure, SSNI-N and SSNI-L on the digits zoo: clean and "
-        "worst-case robust accuracy over every applicable attack under single / resubmit-N / vote-K, 95 %% Wilson "
+        "worst-case robust accuracy over every applicable attack under single / resubmit-N / vote-K, 95 % Wilson "
         "intervals, exact McNemar p-values against DiffPure at the same t*, the chosen t on clean and worst-case "
         "inputs. Each point is a resumable leaderboard run in OUT/points/; shard with torchrun --nproc_per_node=N. "
         "Writes OUT/results.json and plots. See docs/frontier.md.",
     )
-    fr.add_argument(
-        "--n-images",
-        "--n-ex",
-        dest="n_ex",
-        type=positive_int,
-        default=256,
-        help="first N zoo test images (default: %(default)s; zoo: 450)",
-    )
-    fr.add_argument(
-        "--t-stars",
-        type=csv_positive_ints,
-        default=list(DEFAULT_T_STARS),
-        help="comma-separated (default: 50,100,150,200)",
-    )
-    fr.add_argument(
-        "--defences", type=csv_names_or_none, default=["diffpure", "ssni-n", "ssni-l"], help="swept over t*"
-    )
-    fr.add_argument(
-        "--tau-scales",
-        type=csv_positive_floats_or_none,
-        default=[0.5, 1.0, 2.0],
-        help="SSNI-N tau / reference std ('none')",
-    )
-    fr.add_argument(
-        "--tau-t-star", type=positive_int, default=None, help="t* of the tau sweep and --extra (default: middle)"
-    )
-    fr.add_argument(
-        "--extra", type=csv_names_or_none, default=[], help="more defences at --tau-t-star, e.g. gns,gns+ssni-n"
-    )
-    fr.add_argument("--attacks", type=csv_names_or_none, default=list(DEFAULT_ATTACKS), help="(default: %(default)s)")
+    add_options(fr, [
+        (("--n-images", "--n-ex"), dict(dest="n_ex", type=positive_int, default=256,
+          help="first N zoo test images (the zoo has 450)")),
+        (("--t-stars",), dict(type=csv_positive_ints, default=list(DEFAULT_T_STARS), help="t* values (comma list)")),
+        (("--t-star",), dict(dest="t_stars", type=lambda text: [positive_int(text)], default=argparse.SUPPRESS,
+          help="one t*: the same as --t-stars with one value")),
+        (("--defences",), dict(type=csv_names_or_none, default=["diffpure", "ssni-n", "ssni-l"],
+          help="defences swept over t*")),
+        (("--tau-scales",), dict(type=csv_positive_floats_or_none, default=[0.5, 1.0, 2.0],
+          help="SSNI-N tau / reference std ('none': no tau sweep)")),
+        (("--tau-t-star",), dict(type=positive_int, default=None,
+          help="t* of the tau sweep and --extra (default: the middle t*)")),
+        (("--extra",), dict(type=csv_names_or_none, default=[],
+          help="more defences at --tau-t-star, e.g. gns,gns+ssni-n (default: none)")),
+        (("--attacks", "--attack"), dict(dest="attacks", type=csv_names_or_none, default=list(DEFAULT_ATTACKS),
+          help="comma-separated attack names")),
+    ])  # fmt: skip
     fr.add_argument("--budget", choices=list(BUDGETS), default="quick", help="attack preset (default: %(default)s)")
     fr.add_argument("--iterations", type=positive_int, default=None, help="override the preset's iterations")
     fr.add_argument("--eot", type=positive_int, default=None, help="override the preset's EOT samples")
@@ -86,8 +73,16 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
     )
     fr.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="(default: %(default)s)")
     fr.add_argument("--steps", type=positive_int, default=10, help="DDIM steps (default: %(default)s)")
-    fr.add_argument("--gradient", choices=["exact", "surrogate"], default="exact", help="(default: %(default)s)")
+    fr.add_argument(
+        "--gradient",
+        choices=["exact", "surrogate", "bpda"],
+        default="exact",
+        help="attack gradient through the purifier (default: %(default)s)",
+    )
     fr.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default: %(default)s)")
+    fr.add_argument(
+        "--surrogate-steps", type=positive_int, default=None, help="DDIM steps of the surrogate (default: 10)"
+    )
     fr.add_argument("--out", type=Path, default=Path("results/frontier"), help="output folder (default: %(default)s)")
     fr.add_argument("--no-plots", action="store_true", help="write results.json only")
     fr.set_defaults(func=_cmd_frontier)
@@ -113,16 +108,23 @@ FRONTIER_PROTOCOL_OPTIONS = (
 def _cmd_frontier(args: argparse.Namespace) -> int:
     import torch
 
-    from art_ssni import zoo
     from art_ssni.attacks.protocol import AttackProtocol
+    from art_ssni.cli_args import check_eps, check_n_images, check_t_star, check_writable
     from art_ssni.leaderboard.frontier import frontier, frontier_points
+    from art_ssni.zoo import load
 
+    check_writable(args.out)
+    check_eps(args.eps, "Linf", (1, 8, 8))
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    models = zoo.load("digits", device=args.device)
+    models = load("digits", device=args.device)
+    for flag, values in (("--t-stars", args.t_stars), ("--tau-t-star", [args.tau_t_star] if args.tau_t_star else [])):
+        for t_star in values:
+            check_t_star(t_star, models.diffusion.num_timesteps, flag)
+    check_n_images(args.n_ex, models.x_test.shape[0], "the digits zoo's data")
     points = frontier_points(
         args.defences, args.t_stars, tau_scales=args.tau_scales, tau_t_star=args.tau_t_star, extra_defences=args.extra
     )
-    n = min(args.n_ex, models.x_test.shape[0])
+    n = args.n_ex
     command = " ".join(["art-ssni", *sys.argv[1:]])  # as typed (python -m art_ssni.cli or the console script)
     protocol = AttackProtocol.from_budget(
         args.budget,
@@ -146,6 +148,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
             "steps": args.steps,
             "gradient": args.gradient,
             "score_steps": models.score_steps,
+            **({"surrogate_steps": args.surrogate_steps} if args.surrogate_steps is not None else {}),
         },
         info={"model": "zoo", "dataset": "digits", "command": command, "budget": args.budget},
         device=args.device,
@@ -172,7 +175,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
 
 def plot_frontier(results: dict[str, Any], out: Path) -> list[Path]:
     """The frontier's PNGs in ``out`` (frontier per protocol, accuracy vs t*, vs tau, chosen t); returns the paths."""
-    from art_ssni import plots
+    import art_ssni.plots as plots
 
     points = results["points"]
     written = []
@@ -205,10 +208,12 @@ def add_render_arguments(lb: argparse.ArgumentParser) -> None:
 
 def render_command(args: argparse.Namespace) -> int:
     """Handle ``--render``: write the Markdown table and the static HTML page, print the Markdown."""
+    from art_ssni.cli_args import check_writable
     from art_ssni.leaderboard.render import render
 
     md = args.page if args.page is not None else args.render / "leaderboard.md"
     page = md.with_suffix(".html")
+    check_writable(md.parent)
     rows = render(args.render, markdown=md, html_path=page)
     print(md.read_text(), end="")
     print(f"wrote {md} and {page} ({len(rows)} entries)")

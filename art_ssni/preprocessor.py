@@ -8,6 +8,7 @@ flow and saves / loads the whole defence.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ import torch
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from tqdm.auto import tqdm
 
-from art_ssni._common import art_device_type, is_finite_real, is_int, write_json_atomic
-from art_ssni._defence_files import CONFIG_NAME, MODEL_SUBFOLDER, read_config
-from art_ssni._inputs import as_tensor, check_images
+from art_ssni._common import art_device_type, is_int
+from art_ssni._defence_files import CONFIG_NAME, MODEL_SUBFOLDER, read_config, write_config
+from art_ssni._inputs import as_tensor, check_art_flags, check_clip_values, check_gradient, check_images, clips_match
 from art_ssni._version import __version__
 from art_ssni.diffusion.hub import resolve
 from art_ssni.diffusion.model import DiffusionModel
@@ -27,9 +28,13 @@ from art_ssni.ssni.bases import Base, base_to_dict
 from art_ssni.ssni.purifier import PurifierSetting, SSNIPurifier, derive_score_seed
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["GRADIENT_MODES", "SSNIPreprocessor"]
+__all__ = ["GRADIENT_MODES", "MAX_SIZE", "SSNIPreprocessor"]
 
 GRADIENT_MODES = ("exact", "surrogate", "bpda")
+#: the largest ``batch_size``, ``eot_samples`` and ``fit_draws`` accepted (larger: a typo, or an attack on memory)
+MAX_SIZE = 100_000
+#: every setting of the purifier (its constructor's parameters), each a parameter of the face
+PURIFIER_SETTINGS = tuple(inspect.signature(SSNIPurifier).parameters)
 
 
 class SSNIPreprocessor(PreprocessorPyTorch):
@@ -49,28 +54,31 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     same shape and layout, in ``clip_values``, on the input's device. The level selection runs without gradient.
 
     The method's settings ``reweight``, ``t_star``, ``bias``, ``tau``, ``reference``, ``score_steps``, ``score_noise``,
-    ``base`` (``DiffPure()``, ``GNS(stages=...)``, ``GDMP(...)`` or a name), ``sampler``, ``steps``, ``eta`` and
-    ``checkpoint`` are those of :class:`~art_ssni.ssni.SSNIPurifier`; they live on :attr:`purifier`.
+    ``fit_draws``, ``base`` (``DiffPure()``, ``GNS(stages=...)``, ``GDMP(...)`` or a name), ``sampler``, ``steps``,
+    ``eta`` and ``checkpoint`` are those of :class:`~art_ssni.ssni.SSNIPurifier`; they live on :attr:`purifier`.
 
     :param model: the :class:`~art_ssni.diffusion.DiffusionModel` that scores and purifies (any float dtype: a
         float16 / bfloat16 UNet gets its inputs cast to its dtype).
     :param score_seed: seed of the score noise; ``None``: the reference's ``score_seed`` when it has one (the
         bank it was fitted with), else derived from ``seed`` (0 without a seed).
     :param clip_values: ``(min, max)`` pixel range of the inputs, e.g. ``(0.0, 1.0)``.
-    :param batch_size: at most this many rows per UNet call (scoring) and images per purification chunk.
+    :param batch_size: at most this many rows per UNet call (scoring) and images per purification chunk
+        (``<= MAX_SIZE``).
     :param seed: seed of the purification stream (scoring never consumes it); ``None``: torch's global RNG.
     :param gradient: ``"exact"`` (back-propagation through every reverse step), ``"surrogate"`` (value of the real
         purifier, gradient of a ``surrogate_steps``-step deterministic DDIM run with the same forward noise) or
         ``"bpda"`` (identity backward).
     :param surrogate_steps: DDIM steps of the surrogate.
     :param eot_samples: with gradients and labels, every sample (and label) is repeated this many times, each copy
-        purified independently (with ``score_noise="random"`` each copy also draws its own level).
+        purified independently (with ``score_noise="random"`` each copy also draws its own level); ``<= MAX_SIZE``.
     :param channels_first: ``(B, C, H, W)`` (``True``) or ``(B, H, W, C)`` (``False``) inputs and outputs.
     :param verbose: show a progress bar over purification chunks.
-    :param device_type: ``"gpu"`` or ``"cpu"`` (ART convention); the model is moved there.
+    :param device_type: ``"gpu"`` or ``"cpu"`` (ART convention); the model is moved there. ``"gpu"`` without a CUDA
+        device runs on the CPU, as in ART, with a ``UserWarning``.
+    :param apply_fit: / :param apply_predict: ART's flags (bools).
     """
 
-    params = [*SSNIPurifier.SETTINGS, "clip_values", "seed", "gradient", "surrogate_steps", "eot_samples"]
+    params = [*PURIFIER_SETTINGS, "clip_values", "seed", "gradient", "surrogate_steps", "eot_samples"]
     params += ["channels_first", "verbose"]
 
     model = PurifierSetting[DiffusionModel]()
@@ -82,6 +90,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     score_steps = PurifierSetting[int]()
     score_noise = PurifierSetting[str]()
     score_seed = PurifierSetting[int]()
+    fit_draws = PurifierSetting[int]()
     base = PurifierSetting[Base]()
     sampler = PurifierSetting[str]()
     steps = PurifierSetting["int | None"]()
@@ -101,6 +110,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         score_steps: int = 20,
         score_noise: str = "fixed",
         score_seed: int | None = None,
+        fit_draws: int = 8,
         base: Base | str = "diffpure",
         sampler: str = "ddpm",
         steps: int | None = None,
@@ -118,6 +128,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         apply_fit: bool = False,
         apply_predict: bool = True,
     ) -> None:
+        check_art_flags(device_type, apply_fit=apply_fit, apply_predict=apply_predict)
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
         if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}.")
@@ -126,7 +137,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
             score_seed = derive_score_seed(seed) if ref_seed is None else ref_seed
         self.purifier = SSNIPurifier(
             model, reweight=reweight, t_star=t_star, bias=bias, tau=tau, reference=reference, score_steps=score_steps,
-            score_noise=score_noise, score_seed=score_seed,
+            score_noise=score_noise, score_seed=score_seed, fit_draws=fit_draws,
             base=base, sampler=sampler, steps=steps, eta=eta, checkpoint=checkpoint, batch_size=batch_size,
         )  # fmt: skip
         self.clip_values, self.seed, self.gradient, self.surrogate_steps = clip_values, seed, gradient, surrogate_steps
@@ -139,23 +150,15 @@ class SSNIPreprocessor(PreprocessorPyTorch):
     # ------------------------------------------------------------------ parameters
     def _check_params(self) -> None:
         self.purifier.check_params()
-        lo_hi = self.clip_values
-        if (
-            not isinstance(lo_hi, (tuple, list))
-            or len(lo_hi) != 2
-            or not all(is_finite_real(v) for v in lo_hi)
-            or not lo_hi[0] < lo_hi[1]
-        ):
-            raise ValueError(f"clip_values must be a (min, max) pair of finite numbers with min < max, got {lo_hi!r}.")
-        if not is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
+        check_clip_values(self.clip_values)
         if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {self.seed!r}.")
         if self.gradient not in GRADIENT_MODES:
             raise ValueError(f"gradient must be one of {list(GRADIENT_MODES)}, got {self.gradient!r}.")
-        for name in ("surrogate_steps", "eot_samples"):
-            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}.")
+        limits = {"batch_size": MAX_SIZE, "eot_samples": MAX_SIZE, "fit_draws": MAX_SIZE}
+        for name, most in {**limits, "surrogate_steps": self.model.num_timesteps}.items():
+            if not is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= most:
+                raise ValueError(f"{name} must be an int in [1, {most}], got {getattr(self, name)!r}.")
         for name in ("channels_first", "verbose"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}.")
@@ -182,13 +185,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
 
     def check_estimator(self, estimator: Any) -> None:
         """``ValueError`` naming the parameter to set when ``estimator.clip_values`` differ from this defence's."""
-        theirs = getattr(estimator, "clip_values", None)
-        ours = tuple(float(v) for v in self.clip_values)
-        if theirs is None or tuple(float(v) for v in np.asarray(theirs).reshape(-1)[:2]) != ours:
-            raise ValueError(
-                f"clip_values: the classifier has clip_values={theirs!r} but the defence {ours}; pass the "
-                f"classifier's range as SSNIPreprocessor(clip_values=...) or the defence's as the classifier's."
-            )
+        clips_match(getattr(estimator, "clip_values", None), self.clip_values)
 
     def reset_generator(self) -> None:
         """Restart the purification stream from ``seed`` and the random score stream from ``score_seed``."""
@@ -294,19 +291,13 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         params = self.to_config()
-        config = {
-            "class": type(self).__name__,
-            "art_ssni_version": __version__,
-            "params": params,
-            "device_type": art_device_type(self.device.type),
-            "apply_fit": self.apply_fit,
-            "apply_predict": self.apply_predict,
-            "reference": params.pop("reference"),
-            "diffusion": {"subfolder": MODEL_SUBFOLDER} if save_model else None,
-        }
+        config: dict[str, Any] = {"class": type(self).__name__, "art_ssni_version": __version__, "params": params}
+        config.update(device_type=art_device_type(self.device.type), apply_fit=self.apply_fit)
+        config.update(apply_predict=self.apply_predict, reference=params.pop("reference"))
+        config["diffusion"] = {"subfolder": MODEL_SUBFOLDER} if save_model else None
         if save_model:
             self.model.save_pretrained(root / MODEL_SUBFOLDER)
-        write_json_atomic(root / CONFIG_NAME, config, indent=2)
+        write_config(root, config)
 
     @classmethod
     def from_pretrained(
@@ -322,9 +313,8 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         """Rebuild a defence written by :meth:`save_pretrained`: the same outputs as the saved one from the same state
         (right after construction, :meth:`fit` or :meth:`reset_generator`) for the same input.
 
-        :param path: the folder, or a Hugging Face Hub repo id holding one (resolved by
-            :func:`art_ssni.diffusion.hub.resolve`, with its cache and ``HF_HUB_OFFLINE``). Only files inside it are
-            read (JSON and safetensors: nothing is unpickled).
+        :param path: the folder, or a Hugging Face Hub repo id holding one (:func:`art_ssni.diffusion.hub.resolve`).
+            Only regular files inside it are read (JSON and safetensors: nothing is unpickled), their fields typed.
         :param model: the diffusion model, required when the folder holds none; overrides the saved one otherwise.
         :param revision: Hub branch, tag or commit (repo ids only); ``cache_dir`` / ``local_files_only`` as in
             :func:`~art_ssni.diffusion.hub.resolve`.
@@ -350,10 +340,6 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         """Gradient through the defence for ART's numpy path: the vector-Jacobian product of
         :meth:`estimate_forward` with ``grad`` (same shape as ``x``, or ``(B, K, ...)`` class gradients), averaged
         over ``eot_samples`` independent purifications. Returns an array of ``grad``'s shape."""
-        self._validate(x)
-        total = None
-        for _ in range(int(self.eot_samples)):
-            g = super().estimate_gradient(np.asarray(x, dtype=np.float32), np.asarray(grad, dtype=np.float32))
-            total = g if total is None else total + g
-        assert total is not None
-        return total / float(self.eot_samples)
+        check_gradient(self._validate(x), grad, channels_first=self.channels_first)
+        vjp, xs, gs = super().estimate_gradient, np.asarray(x, dtype=np.float32), np.asarray(grad, dtype=np.float32)
+        return np.mean([vjp(xs, gs) for _ in range(int(self.eot_samples))], axis=0)

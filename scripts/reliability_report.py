@@ -53,6 +53,11 @@ FOUND = [
     "raised `JSONDecodeError` / `KeyError` / `SafetensorError` / `RuntimeError` without the file name.",
     "`art-ssni calibrate` scored every image before finding that `--out` could not be written.",
     "Scoring made UNet calls of `batch_size x T'` rows: the memory bound did not hold for score estimation.",
+    "Issue 24 (a careless or hostile user): a submitted leaderboard name reached leaderboard.md as raw HTML; saved "
+    'folders followed links to files outside them (and would read `/dev/zero` forever); `apply_predict: "false"` '
+    "loaded as True and wrongly typed fields gave Python internals; broken scheduler / UNet values failed later "
+    'with unrelated messages; `device_type` "tpu" ran on the CPU; `--classifier os:system` was called; '
+    "`--t-star 5000`, `--eta 2`, `--eps 5` and `--n-images 100000` ran (or failed after a defence had started).",
 ]
 
 

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import io
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -373,3 +374,124 @@ def test_cli_results_write_is_atomic(tmp_path):
         write_json_atomic(path, {"run": 2, "padding": "x" * 1000})
     assert json.loads(path.read_text()) == {"run": 1}
     done("previous file intact")
+
+
+# ------------------------------------------------------------------------------------------------- typed configs
+# (fault, mutation of the config dict, the exact message after the file name)
+TYPED_CONFIG_FAULTS = [
+    (
+        "apply_predict a string",
+        lambda c: c.update(apply_predict="false"),
+        'apply_predict must be true or false, got "false".',
+    ),
+    ("params a list", lambda c: c.update(params=[1]), "params must be an object, got [1]."),
+    ("params missing", lambda c: c.pop("params"), "is not a valid SSNIPreprocessor config: no 'params'."),
+    (
+        "diffusion a string",
+        lambda c: c.update(diffusion="diffusion"),
+        'diffusion must be an object or null, got "diffusion".',
+    ),
+    (
+        "diffusion extra key",
+        lambda c: c.update(diffusion={"subfolder": "diffusion", "x": 1}),
+        "diffusion must be null or {'subfolder': str}",
+    ),
+    ("model in params", lambda c: c["params"].update(model="x"), "params.model is not stored in params"),
+    ("reference in params", lambda c: c["params"].update(reference={}), "params.reference is not stored in params"),
+    ("t_star a string", lambda c: c["params"].update(t_star="many"), 'params.t_star must be an integer, got "many".'),
+    ("verbose a string", lambda c: c["params"].update(verbose="no"), 'params.verbose must be true or false, got "no".'),
+    (
+        "clip_values a number",
+        lambda c: c["params"].update(clip_values=1),
+        "params.clip_values must be a [min, max] list, got 1.",
+    ),
+    (
+        "eot_samples absurd",
+        lambda c: c["params"].update(eot_samples=10**9),
+        "eot_samples must be an int in [1, 100000], got 1000000000.",
+    ),
+    (
+        "batch_size absurd",
+        lambda c: c["params"].update(batch_size=10**15),
+        "batch_size must be an int in [1, 100000], got 1000000000000000.",
+    ),
+    (
+        "device_type unknown",
+        lambda c: c.update(device_type="tpu"),
+        "device_type must be one of ['cpu', 'gpu'] (ART's names), got 'tpu'.",
+    ),
+    ("device_type a number", lambda c: c.update(device_type=5), "device_type must be a string, got 5."),
+    ("unknown field", lambda c: c.update(shell="ls"), "has unknown field(s) ['shell']"),
+    ("base not a base", lambda c: c["params"].update(base=3), "params.base must be a string or an object, got 3."),
+]
+
+
+@pytest.mark.parametrize(("fault", "mutate", "message"), TYPED_CONFIG_FAULTS, ids=[f[0] for f in TYPED_CONFIG_FAULTS])
+def test_every_config_field_is_typed_and_named(saved_defence, tmp_path, fault, mutate, message):
+    done = attempt("fault", f"SSNIPreprocessor.from_pretrained: typed config, {fault}")
+    root = _copy(saved_defence, tmp_path)
+    config = json.loads((root / CONFIG).read_text())
+    mutate(config)
+    (root / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ValueError) as info:
+        SSNIPreprocessor.from_pretrained(root)
+    assert str(info.value).startswith(repr(str(root / CONFIG))) and message in str(info.value), str(info.value)
+    done(f"refused: {info.type.__name__}")
+
+
+# (fault, file, changes, the exact message after the file name)
+BROKEN_MODEL_CONFIGS = [
+    ("beta_start negative", SCHED_CONFIG, {"beta_start": -1}, "beta_start must be a number in (0, 1), got -1."),
+    (
+        "num_train_timesteps 0",
+        SCHED_CONFIG,
+        {"num_train_timesteps": 0},
+        "num_train_timesteps must be an int >= 2, got 0.",
+    ),
+    ("beta_end 2", SCHED_CONFIG, {"beta_end": 2.0}, "beta_end must be a number in (0, 1), got 2.0."),
+    (
+        "beta_start above beta_end",
+        SCHED_CONFIG,
+        {"beta_start": 0.5, "beta_end": 0.02},
+        "beta_start (0.5) must be <= beta_end (0.02).",
+    ),
+    (
+        "trained_betas with a 0",
+        SCHED_CONFIG,
+        {"trained_betas": [0.0, 0.1]},
+        "trained_betas must be null or a list of numbers in (0, 1), got [0.0, 0.1].",
+    ),
+    (
+        "sample_size a string",
+        UNET_CONFIG,
+        {"sample_size": "x"},
+        'sample_size must be null, an int >= 1 or a list of two, got "x".',
+    ),
+    (
+        "block_out_channels empty",
+        UNET_CONFIG,
+        {"block_out_channels": []},
+        "block_out_channels must be a non-empty list of ints >= 1, got [].",
+    ),
+    ("layers_per_block 0", UNET_CONFIG, {"layers_per_block": 0}, "layers_per_block must be an int >= 1, got 0."),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "target", "changes", "message"), BROKEN_MODEL_CONFIGS, ids=[f[0] for f in BROKEN_MODEL_CONFIGS]
+)
+def test_broken_model_configs_are_refused_at_load(
+    saved_model, saved_defence, tmp_path, fault, target, changes, message
+):
+    done = attempt("fault", f"DiffusionModel.from_pretrained: {fault}")
+    root = _copy(saved_model, tmp_path)
+    edit_json(**changes)(root / target)
+    with pytest.raises(ValueError) as info:
+        DiffusionModel.from_pretrained(root)
+    assert str(info.value) == f"name_or_path: {str(root / target)!r}: {message}", str(info.value)
+    defence = tmp_path / "defence"  # the same file inside a saved defence: refused at load, named
+    shutil.copytree(saved_defence, defence)
+    edit_json(**changes)(defence / "diffusion" / target)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SSNIPreprocessor.from_pretrained(defence)
+    done(f"refused: {info.type.__name__}")

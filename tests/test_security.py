@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _reliability import attempt
+from _reliability import attempt, no_hang
 
 from art_ssni import DiffusionModel, ReferenceStats, SSNIPreprocessor, cli
 from conftest import make_tiny_unet
@@ -381,3 +381,109 @@ def test_diffusion_subfolder_cannot_escape(saved_with_outside_model, escape):
 def test_subfolder_inside_still_loads(saved_with_outside_model):
     root, _ = saved_with_outside_model
     assert isinstance(SSNIPreprocessor.from_pretrained(root).model, DiffusionModel)
+
+
+# ------------------------------------------------------------------------------------------------- links and devices
+@pytest.fixture
+def saved_defence_and_outside(tmp_path) -> tuple[Path, Path]:
+    root = tmp_path / "defence"
+    SSNIPreprocessor(
+        DiffusionModel(make_tiny_unet()), reweight="constant", t_star=3, device_type="cpu"
+    ).save_pretrained(root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    return root, outside
+
+
+@pytest.mark.parametrize(
+    "inside",
+    ["ssni_config.json", "diffusion/unet/config.json", "diffusion/unet/diffusion_pytorch_model.safetensors",
+     "diffusion/scheduler/scheduler_config.json"],
+)  # fmt: skip
+def test_a_file_linked_outside_the_folder_is_refused(saved_defence_and_outside, inside):
+    done = attempt("malicious", f"SSNIPreprocessor.from_pretrained: {inside} a link outside the folder")
+    root, outside = saved_defence_and_outside
+    link = root / inside
+    target = outside / link.name
+    shutil.copyfile(link, target)  # a valid file, just not inside: the path, not the content, is refused
+    link.unlink()
+    link.symlink_to(target)
+    message = f"{str(link)!r} leads to {str(target)!r}, outside the folder {str(root)!r}; refused."
+    with pytest.raises(ValueError) as info:
+        SSNIPreprocessor.from_pretrained(root)
+    assert message in str(info.value), str(info.value)
+    done("refused", error="ValueError", file_created=False)
+
+
+def test_a_unet_folder_linked_outside_is_refused(saved_defence_and_outside):
+    root, outside = saved_defence_and_outside
+    shutil.move(root / "diffusion" / "unet", outside / "unet")
+    (root / "diffusion" / "unet").symlink_to(outside / "unet", target_is_directory=True)
+    with pytest.raises(ValueError, match="outside the folder"):
+        SSNIPreprocessor.from_pretrained(root)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.parametrize("inside", ["ssni_config.json", "diffusion/unet/config.json"])
+def test_a_device_file_is_refused_without_reading_it(saved_defence_and_outside, inside):
+    """/dev/zero never ends: reading it as JSON would hang; it is refused before it is opened."""
+    done = attempt("malicious", f"SSNIPreprocessor.from_pretrained: {inside} a link to /dev/zero")
+    root, _ = saved_defence_and_outside
+    link = root / inside
+    link.unlink()
+    link.symlink_to("/dev/zero")
+    with no_hang(30), pytest.raises(ValueError, match=re.escape(f"{str(link)!r} leads to '/dev/zero', outside")):
+        SSNIPreprocessor.from_pretrained(root)
+    done("refused", error="ValueError", file_created=False)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_file_in_a_model_folder_is_refused(tmp_path):
+    root = tmp_path / "model"
+    DiffusionModel(make_tiny_unet()).save_pretrained(root)
+    config = root / "unet" / "config.json"
+    config.unlink()
+    config.symlink_to("/dev/zero")
+    message = f"name_or_path: {str(config)!r} is not a regular file (a device, FIFO or folder); refused."
+    with no_hang(30), pytest.raises(ValueError, match=re.escape(message)):
+        DiffusionModel.from_pretrained(root)
+
+
+# ------------------------------------------------------------------------------------------------- --classifier
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("os:system", "--classifier 'os:system': 'os' is a standard-library module, not a classifier factory"),
+        ("subprocess:run", "--classifier 'subprocess:run': 'subprocess' is a standard-library module"),
+        ("torch:zeros", "--classifier 'torch:zeros': FACTORY must be a Python function or a torch.nn.Module class, "
+         "got builtin_function_or_method"),
+        ("torch.nn:Linear", "--classifier 'torch.nn:Linear': FACTORY must take no required arguments, it needs "
+         "['in_features', 'out_features']"),
+        ("numpy:ndarray", "--classifier 'numpy:ndarray': FACTORY must be a Python function or a torch.nn.Module class"),
+    ],
+)  # fmt: skip
+def test_classifier_factory_is_checked_before_it_is_called(spec, message):
+    done = attempt("malicious", f"art-ssni evaluate --classifier {spec}")
+    from art_ssni.cli_args import CLIError, load_factory
+
+    with pytest.raises(CLIError) as info:
+        load_factory(spec)
+    assert message in str(info.value), str(info.value)
+    done("refused", error="CLIError", file_created=False)
+
+
+def test_classifier_factory_must_return_a_module(tmp_path, monkeypatch):
+    from art_ssni.cli_args import CLIError, load_factory
+
+    (tmp_path / "my_factories.py").write_text(
+        "import torch\n"
+        "def good():\n    return torch.nn.Flatten()\n"
+        "def bad():\n    return 'not a model'\n"
+        "def needs(width):\n    return torch.nn.Linear(width, 2)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert isinstance(load_factory("my_factories:good"), torch.nn.Flatten)
+    with pytest.raises(CLIError, match=r"FACTORY\(\) returned a str, not a torch.nn.Module"):
+        load_factory("my_factories:bad")
+    with pytest.raises(CLIError, match=r"FACTORY must take no required arguments, it needs \['width'\]"):
+        load_factory("my_factories:needs")

@@ -7,16 +7,23 @@ it is fetched with :func:`huggingface_hub.snapshot_download`, so the Hub's own c
 tag or commit hash) behave as everywhere else in the ecosystem. Only JSON configs and safetensors weights are
 fetched, never pickle files.
 
+Before a folder is handed on, :func:`check_model_files` checks the files the loader will read: each a regular file
+(not a device such as ``/dev/zero``), each config a JSON object whose schedule and UNet values make sense
+(``ValueError`` naming the file and the field, instead of a failure far away at the first purification).
+
 Layer 1: pure Python + huggingface_hub (a dependency of diffusers); no ART, no environment variables read here
 (huggingface_hub reads its own).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-__all__ = ["PICKLE_SUFFIXES", "UNET_WEIGHTS", "resolve"]
+__all__ = ["PICKLE_SUFFIXES", "UNET_WEIGHTS", "check_model_files", "num_train_timesteps", "resolve"]
 
 #: the UNet's weights file name inside a diffusers folder (safetensors)
 UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -26,6 +33,102 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: safetensors, at the root (bare UNet repo), under ``unet/`` + ``scheduler/`` (pipeline repo) or deeper (a saved
 #: :class:`~art_ssni.SSNIPreprocessor`: ``ssni_config.json`` + ``diffusion/unet/...``); never pickle files
 _PATTERNS = ("*.json", "*" + UNET_WEIGHTS)
+
+
+#: beta schedules of diffusers' DDPM / DDIM schedulers
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+
+
+def _int_at_least(low: int) -> tuple[Any, str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"an int >= {low}"
+
+
+def _number_in(lo: float, hi: float) -> tuple[Any, str]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo < v < hi
+
+    return ok, f"a number in ({lo:g}, {hi:g})"
+
+
+def _size(v: Any) -> bool:
+    if isinstance(v, list):
+        return len(v) == 2 and all(_int_at_least(1)[0](s) for s in v)
+    return v is None or _int_at_least(1)[0](v)
+
+
+#: field -> (check, what it must be) of a UNet config.json (fields absent: diffusers' defaults)
+UNET_FIELDS: dict[str, tuple[Any, str]] = {
+    "in_channels": _int_at_least(1),
+    "out_channels": _int_at_least(1),
+    "sample_size": (_size, "null, an int >= 1 or a list of two"),
+    "layers_per_block": _int_at_least(1),
+    "norm_num_groups": ((lambda v: v is None or _int_at_least(1)[0](v)), "null or an int >= 1"),
+    "norm_eps": _number_in(0.0, 1.0),
+    "block_out_channels": (
+        (lambda v: isinstance(v, list) and len(v) > 0 and all(_int_at_least(1)[0](c) for c in v)),
+        "a non-empty list of ints >= 1",
+    ),
+    "down_block_types": ((lambda v: isinstance(v, list) and all(isinstance(b, str) for b in v)), "a list of names"),
+    "up_block_types": ((lambda v: isinstance(v, list) and all(isinstance(b, str) for b in v)), "a list of names"),
+}
+#: field -> (check, what it must be) of a scheduler_config.json
+SCHEDULER_FIELDS: dict[str, tuple[Any, str]] = {
+    "num_train_timesteps": _int_at_least(2),
+    "beta_start": _number_in(0.0, 1.0),
+    "beta_end": _number_in(0.0, 1.0),
+    "beta_schedule": ((lambda v: v in BETA_SCHEDULES), f"one of {list(BETA_SCHEDULES)}"),
+    "trained_betas": (
+        (lambda v: v is None or (isinstance(v, list) and len(v) > 1 and all(_number_in(0.0, 1.0)[0](b) for b in v))),
+        "null or a list of numbers in (0, 1)",
+    ),
+    "prediction_type": ((lambda v: isinstance(v, str)), "a string"),
+}
+
+
+def _regular(file: Path) -> None:
+    if (file.exists() or file.is_symlink()) and not file.resolve().is_file():
+        raise ValueError(f"name_or_path: {str(file)!r} is not a regular file (a device, FIFO or folder); refused.")
+
+
+def _check_fields(file: Path, fields: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"name_or_path: {str(file)!r} is not valid JSON ({err}).") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"name_or_path: {str(file)!r} must hold a JSON object, got {type(config).__name__}.")
+    for name, (ok, what) in fields.items():
+        if name in config and not ok(config[name]):
+            got = json.dumps(config[name])[:80]
+            raise ValueError(f"name_or_path: {str(file)!r}: {name} must be {what}, got {got}.")
+    return config
+
+
+def check_model_files(root: Path) -> None:
+    """Check the files of the diffusers folder ``root`` that :meth:`~art_ssni.DiffusionModel.from_pretrained` reads
+    (``unet/`` + ``scheduler/``, or a bare UNet folder): each a regular file, each config a JSON object with sane
+    values (:data:`UNET_FIELDS`, :data:`SCHEDULER_FIELDS`; ``beta_start <= beta_end``). Files that are absent pass
+    (the loader says what is missing). ``ValueError`` naming the file and the field."""
+    unet_dir = root / "unet" if (root / "unet").is_dir() else root
+    sched_dir = root / "scheduler" if (root / "scheduler").is_dir() else root
+    for file in (unet_dir / "config.json", unet_dir / UNET_WEIGHTS, sched_dir / "scheduler_config.json"):
+        _regular(file)
+    if (unet_dir / "config.json").is_file():
+        _check_fields(unet_dir / "config.json", UNET_FIELDS)
+    sched_file = sched_dir / "scheduler_config.json"
+    if sched_file.is_file():
+        config = _check_fields(sched_file, SCHEDULER_FIELDS)
+        start, end = config.get("beta_start", 1e-4), config.get("beta_end", 0.02)
+        if config.get("trained_betas") is None and start > end:
+            raise ValueError(f"name_or_path: {str(sched_file)!r}: beta_start ({start}) must be <= beta_end ({end}).")
+
+
+def num_train_timesteps(root: Path) -> int:
+    """``N`` of the diffusers folder ``root`` (its scheduler config; 1000, the default schedule's, without one), read
+    from the JSON alone: for checks before a model is loaded."""
+    sched_dir = root / "scheduler" if (root / "scheduler").is_dir() else root
+    file = sched_dir / "scheduler_config.json"
+    return int(_check_fields(file, SCHEDULER_FIELDS).get("num_train_timesteps", 1000)) if file.is_file() else 1000
 
 
 def _first_line(err: BaseException) -> str:
@@ -109,6 +212,7 @@ def resolve(
         root = local / subfolder if subfolder else local
         if not root.is_dir():
             raise FileNotFoundError(f"subfolder: {subfolder!r} does not exist in the folder {name!r}.")
+        check_model_files(root)
         return root
     if not _is_repo_id(name):
         raise FileNotFoundError(
@@ -148,4 +252,5 @@ def resolve(
                 "safe_serialization=True), or pin a revision that has safetensors (e.g. the Hub's 'refs/pr/N' "
                 "conversion)."
             )
+    check_model_files(root)
     return root

@@ -65,8 +65,18 @@ def defended_classifier(
     clip_values: tuple[float, float] = (0.0, 1.0),
     device_type: str = "cpu",
 ) -> PyTorchClassifier:
-    """An ART ``PyTorchClassifier`` with ``preprocessor`` (or nothing) as its preprocessing defence."""
-    return PyTorchClassifier(
+    """An ART ``PyTorchClassifier`` with ``preprocessor`` (or nothing) as its preprocessing defence.
+
+    A :class:`~art_ssni._inputs.DefendedClassifier`: big-endian arrays are accepted and tensors that require grad
+    refused by name. ``ValueError`` naming ``clip_values`` when the classifier's and the defence's ranges differ.
+    """
+    from types import SimpleNamespace
+
+    from art_ssni._inputs import DefendedClassifier
+
+    if preprocessor is not None:
+        preprocessor.check_estimator(SimpleNamespace(clip_values=clip_values))
+    return DefendedClassifier(
         classifier,
         loss=torch.nn.CrossEntropyLoss(),
         input_shape=input_shape,
