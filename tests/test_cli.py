@@ -113,7 +113,7 @@ def test_train_zoo_few_steps(tmp_path, capsys):
     "argv,message",
     [
         (["evaluate", "--defences", "diffpure,ssni-x", "--n-images", "2"], "defences must be among"),
-        (["evaluate", "--attack", "fgsm", "--n-images", "2"], "attacks must be among"),
+        (["evaluate", "--attack", "fgsm", "--n-images", "2"], "attacks must be distinct names among"),
         (["evaluate", "--diffusion", "/nonexistent/dm", "--n-images", "2"], "does not exist"),
         (["evaluate", "--data", "/nonexistent/data.npz", "--n-images", "2"], "file not found"),
         (["evaluate", "--classifier", "no_colon", "--n-images", "2"], "MODULE:FACTORY"),
@@ -268,7 +268,7 @@ def test_nothing_is_created_before_the_arguments_are_checked(tmp_path, capsys):
     assert main(["evaluate", "--attacks", "fgsm", "--out", str(out)]) == 2
     assert main(["evaluate", "--classifier", "no_colon", "--out", str(out)]) == 2
     assert not (tmp_path / "new").exists()
-    assert "attacks must be among" in capsys.readouterr().err
+    assert "attacks must be distinct names among" in capsys.readouterr().err
 
 
 def test_list_argument_types_shared_by_every_sub_command():
