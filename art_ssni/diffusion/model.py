@@ -71,6 +71,7 @@ class DiffusionModel(torch.nn.Module):
     unet: UNet2DModel
     scheduler: Any  # a diffusers scheduler, duck-typed: alphas_cumprod, config.prediction_type, save_pretrained
     alphas_cumprod: torch.Tensor  # (N,) float32 buffer
+    abar_table: torch.Tensor  # (N + 1,) float32 buffer: ᾱ at levels 0..N (ᾱ at level 0 is 1)
 
     def __init__(self, unet: UNet2DModel, scheduler: ConfigMixin | None = None) -> None:
         super().__init__()
@@ -97,6 +98,10 @@ class DiffusionModel(torch.nn.Module):
         # (1) ᾱ_k for k = 0..N-1, precomputed once in float64 then stored as float32 (Ho et al. 2020, eq. 4).
         alphas_cumprod = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+        # (1') the same table indexed by *level* (module docstring): ᾱ at level 0 is 1, level t is ᾱ_{t-1}. Built
+        # once here, as diffusers' schedulers build their constants, instead of on every reverse step.
+        table = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod])
+        self.register_buffer("abar_table", table.float(), persistent=False)
         self.nfe = 0
 
     # ------------------------------------------------------------------ construction
@@ -266,9 +271,10 @@ class DiffusionModel(torch.nn.Module):
         return (x + 1.0) / 2.0
 
     def abar(self, level: torch.Tensor) -> torch.Tensor:
-        """ᾱ at integer noise levels ``level`` (any shape, values in ``[0, N]``); ᾱ at level 0 is 1."""
-        padded = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod])
-        return padded[level.long()]
+        """ᾱ at integer noise levels ``level`` (any shape, values in ``[0, N]``); ᾱ at level 0 is 1.
+
+        A lookup in :attr:`abar_table` (``(N + 1,)`` float32, precomputed once in ``__init__``)."""
+        return self.abar_table[level.to(device=self.abar_table.device, dtype=torch.long)]
 
     def add_noise(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Forward process to per-sample noise levels (pure function).
