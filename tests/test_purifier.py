@@ -333,3 +333,22 @@ def test_full_purification_of_the_zoo_is_pinned(sampler, steps):
     assert purifier.last_levels.tolist() == pinned["levels"]
     assert float(out.sum()) == pytest.approx(pinned["sum"], abs=1e-5)
     assert float(out.abs().sum()) == pytest.approx(pinned["abs_sum"], abs=1e-5)
+
+
+def test_defaults_follow_the_models_resolution():
+    """A 256 x 256 model gets ImageNet's t* = 150, T' = 50, not CIFAR-10's 100 / 20 (issue 25, item 13)."""
+    from art_ssni.ssni import PAPER_DEFAULTS, paper_defaults
+
+    small = SSNIPurifier(DiffusionModel(make_tiny_unet(size=8)))
+    large = SSNIPurifier(DiffusionModel(make_tiny_unet(size=256)))
+    assert (
+        (small.t_star, small.score_steps)
+        == (100, 20)
+        == tuple(PAPER_DEFAULTS["cifar10"][k] for k in ("t_star", "score_steps"))
+    )
+    assert (large.t_star, large.score_steps) == (150, 50)
+    assert paper_defaults(32)["dataset"] == "cifar10" and paper_defaults(large.model)["dataset"] == "imagenet"
+    explicit = SSNIPurifier(large.model, t_star=100, score_steps=20)  # explicit values always win
+    assert (explicit.t_star, explicit.score_steps) == (100, 20)
+    with pytest.raises(ValueError, match="model_or_size must be a DiffusionModel or an image side"):
+        paper_defaults("cifar10")

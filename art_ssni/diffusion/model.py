@@ -136,6 +136,12 @@ class DiffusionModel(torch.nn.Module):
         :param torch_dtype: floating dtype of the UNet (``torch.float16`` / ``torch.bfloat16`` for half
             precision); the schedule constants stay float32. Default: the dtype of the saved weights, as float32.
         :raises FileNotFoundError: a one-line message when the folder or repo cannot be found.
+
+        Which SSNI settings: :func:`art_ssni.ssni.paper_defaults` gives the paper's ``t*`` and ``T'`` for the model's
+        resolution (CIFAR-10, 32 px: ``t* = 100``, ``T' = 20``; ImageNet, 256 px: ``t* = 150``, ``T' = 50``);
+        :class:`~art_ssni.SSNIPurifier` uses them when ``t_star`` / ``score_steps`` are ``None``. They were tuned
+        for the papers' score_sde / guided-diffusion checkpoints: with any other model (``google/ddpm-cifar10-32`` is
+        a stand-in) fit the reference statistics on it and check ``t*`` (docs/user-guide.md, "Which model").
         :raises ValueError: for pickle-only weights (named, with how to convert them), corrupt or mismatched files.
         """
         if torch_dtype is not None and (not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point):

@@ -35,6 +35,7 @@ from art_ssni._common import is_finite_real, is_int, is_real
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.diffusion.sampling import SAMPLERS, straight_through_noise
 from art_ssni.ssni.bases import Base, DiffPure, make_base
+from art_ssni.ssni.presets import paper_defaults
 from art_ssni.ssni.reference import ReferenceStats
 from art_ssni.ssni.reweight import REWEIGHTS, preactivation, resolve_tau, select_levels
 from art_ssni.ssni.score import score_norms
@@ -76,11 +77,14 @@ class SSNIPurifier(torch.nn.Module):
 
     :param model: the :class:`~art_ssni.diffusion.DiffusionModel` that both scores and purifies.
     :param reweight: ``"sigmoid"`` (SSNI-N), ``"linear"`` (SSNI-L) or ``"constant"`` (the base at ``t_star``).
-    :param t_star: the base method's noise level ``t*`` in ``[1, N - 1]`` (CIFAR-10 DiffPure: 100).
+    :param t_star: the base method's noise level ``t*`` in ``[1, N - 1]``; ``None``: the paper's value for the
+        model's resolution (:func:`~art_ssni.ssni.presets.paper_defaults`: 100 below 128 px, as CIFAR-10; 150 from
+        128 px, as ImageNet).
     :param bias: ``b >= 0`` of the reweighting (paper: 5).
     :param tau: SSNI-N temperature ``τ > 0``; ``None`` uses the std of the reference score norms.
     :param reference: :class:`~art_ssni.ssni.ReferenceStats` of clean score norms (or call :meth:`fit`).
-    :param score_steps: ``T'``, timesteps averaged in the score (paper: 20 on CIFAR-10).
+    :param score_steps: ``T'``, timesteps averaged in the score; ``None``: the paper's value for the model's
+        resolution (20 as CIFAR-10, 50 as ImageNet).
     :param score_noise: ``"fixed"`` (one noise bank from ``score_seed``) or ``"random"`` (see the module docstring).
     :param score_seed: seed of the score noise (``>= 0``), independent of any purification seed.
     :param fit_draws: draws per image :meth:`fit` averages with ``score_noise="random"`` (``>= 1``).
@@ -125,11 +129,11 @@ class SSNIPurifier(torch.nn.Module):
         model: DiffusionModel,
         *,
         reweight: str = "sigmoid",
-        t_star: int = 100,
+        t_star: int | None = None,
         bias: float = 5.0,
         tau: float | None = None,
         reference: ReferenceStats | None = None,
-        score_steps: int = 20,
+        score_steps: int | None = None,
         score_noise: str = "fixed",
         score_seed: int = 0,
         fit_draws: int = 8,
@@ -141,6 +145,10 @@ class SSNIPurifier(torch.nn.Module):
         batch_size: int | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(model, DiffusionModel) and (t_star is None or score_steps is None):
+            preset = paper_defaults(model)  # a 256 x 256 model never silently gets CIFAR-10's values
+            t_star = preset["t_star"] if t_star is None else t_star
+            score_steps = preset["score_steps"] if score_steps is None else score_steps
         self.model = model
         self.reweight, self.t_star, self.bias, self.tau, self.reference = reweight, t_star, bias, tau, reference
         self.score_steps, self.score_noise, self.score_seed, self.fit_draws = (
