@@ -28,21 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_ssni import defences, zoo
-from art_ssni._common import write_json_atomic
+from art_ssni import zoo
 from art_ssni.attacks import PGDEOT, LowFrequencyPGD, SelectiveEOTPGD
-from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.leaderboard.store import write_json_atomic
 from benchmarks.common import machine_info, resolve_device, time_interleaved
 
 
 def _classifier(models: Any, name: str, device: torch.device, *, checkpoint: bool, eot: int = 1) -> Any:
-    art_device = "gpu" if device.type == "cuda" else "cpu"
-    pre = defences.make(
+    _, clf = zoo.defended(
         name,
-        models.diffusion,
-        reference=models.reference,
+        models=models,
+        device=device.type,
         t_star=models.t_star,
-        score_steps=models.score_steps,
         sampler="ddim",
         steps=10,
         eta=1.0,
@@ -50,11 +47,8 @@ def _classifier(models: Any, name: str, device: torch.device, *, checkpoint: boo
         eot_samples=eot,
         batch_size=1024,
         seed=0,
-        device_type=art_device,
     )
-    return defended_classifier(
-        models.classifier, pre, input_shape=(1, 8, 8), nb_classes=models.nb_classes, device_type=art_device
-    )
+    return clf
 
 
 def backprop_price(models: Any, device: torch.device, batch: int, repeats: int) -> list[dict[str, Any]]:

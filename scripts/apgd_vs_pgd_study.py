@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from art_ssni import defences, zoo
-from art_ssni._common import versions, write_json_atomic
+from art_ssni import zoo
 from art_ssni.attacks.registry import ATTACKS, AttackSettings
 from art_ssni.evaluation import robust_accuracy
-from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.evaluation.stats import accuracy_record, format_accuracy, format_p, mcnemar_p
 from art_ssni.leaderboard.protocol import PAPER_STEP_RATIO
+from art_ssni.leaderboard.runner import versions
+from art_ssni.leaderboard.store import write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,20 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     eps = float(models.eps)
     table_step = PAPER_STEP_RATIO * eps
     x, y = models.x_test[: args.n], models.y_test[: args.n]
-    pre = defences.make(
-        args.defence,
-        models.diffusion,
-        reference=models.reference,
-        t_star=models.t_star,
-        score_steps=models.score_steps,
-        sampler="ddim",
-        steps=10,
-        eta=1.0,
-        eot_samples=args.eot,
-        seed=args.seed,
-        device_type="cpu",
-    )
-    clf = defended_classifier(models.classifier, pre, input_shape=tuple(x.shape[1:]), nb_classes=models.nb_classes)
+    pre, clf = zoo.defended(
+        args.defence, models=models, t_star=models.t_star, sampler="ddim", steps=10, eta=1.0,
+        eot_samples=args.eot, seed=args.seed,
+    )  # fmt: skip
     base = AttackSettings(eps=eps, eot=args.eot, select_draws=args.select_draws, batch_size=64, seed=args.seed)
     variants = {
         "apgd-ce, 4 it": ("rand-aa", base.replace(max_iter=4), "apgd-ce"),

@@ -22,8 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from art_ssni import defences as registry  # noqa: E402
-from art_ssni import zoo  # noqa: E402
+from art_ssni import defences, zoo  # noqa: E402
 from art_ssni.attacks.registry import AttackSettings  # noqa: E402
 from art_ssni.evaluation.compare import compare_defences  # noqa: E402
 from art_ssni.evaluation.result import PROTOCOLS  # noqa: E402
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=lambda msg, b=base: print(f"{b} {msg}", file=sys.stderr, flush=True),
         )
         for row in rows:
-            pre = registry.make(
+            pre = defences.make(
                 row.defence, models.diffusion, reference=models.reference, device_type="cpu", **settings
             )
             t = torch.as_tensor(pre.timesteps(x))

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_ssni import defences, zoo
-from art_ssni._common import versions, write_json_atomic
+from art_ssni import zoo
 from art_ssni.attacks import PGDEOT, LowFrequencyPGD, SelectiveEOTPGD
 from art_ssni.evaluation import robust_accuracy
-from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.evaluation.stats import mcnemar_p, wilson_interval
+from art_ssni.leaderboard.runner import versions
+from art_ssni.leaderboard.store import write_json_atomic
 
 ATTACKS = ("pgd-eot", "selective-eot", "low-frequency")
 
@@ -57,22 +57,16 @@ def _attacks(clf: Any, pre: Any, names: list[str], *, eps: float, iters: int, eo
 
 
 def run_point(models: Any, defence: str, x: np.ndarray, y: np.ndarray, args: argparse.Namespace, iters: int, eot: int):
-    pre = defences.make(
+    pre, clf = zoo.defended(
         defence,
-        models.diffusion,
-        reference=models.reference,
+        models=models,
         t_star=models.t_star,
-        score_steps=models.score_steps,
         sampler="ddim",
         steps=args.steps,
         eta=1.0,
         checkpoint=False,  # 8x8 images: the graph fits; same gradients as checkpoint=True, a third less time
         batch_size=512,
         seed=args.seed,
-        device_type="cpu",
-    )
-    clf = defended_classifier(
-        models.classifier, pre, input_shape=tuple(x.shape[1:]), nb_classes=models.nb_classes, device_type="cpu"
     )
     attacks = _attacks(clf, pre, list(args.attacks), eps=args.eps, iters=iters, eot=eot, seed=args.seed)
     start = time.perf_counter()

@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     from art.attacks.evasion import ProjectedGradientDescent
     from sklearn.metrics import roc_auc_score
 
-    from art_ssni import ReferenceStats, SSNIPreprocessor, zoo
-    from art_ssni._common import versions, write_json_atomic
+    from art_ssni import ReferenceStats, zoo
     from art_ssni.attacks import PGDEOT
-    from art_ssni.evaluation.compare import defended_classifier
+    from art_ssni.leaderboard.runner import versions
+    from art_ssni.leaderboard.store import write_json_atomic
 
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     config = {k: v for k, v in vars(args).items() if k not in ("out", "markdown")}
@@ -94,16 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.t_star is not None:  # the published run pins t* (docs give the command)
         models = dataclasses.replace(models, t_star=args.t_star)
     x_ref, x, y = models.x_train[: args.n_ref], models.x_test[: args.n], models.y_test[: args.n]
-    common = dict(t_star=models.t_star, sampler="ddim", steps=args.steps, device_type="cpu", batch_size=256)
+    common = dict(t_star=models.t_star, sampler="ddim", steps=args.steps, batch_size=256)
+    names = {"sigmoid": "ssni-n", "linear": "ssni-l"}
 
-    def defence(
+    def defended(
         mode: str, seed: int, reweight: str = "sigmoid", reference: Any = None, purification_seed: int | None = None
-    ) -> SSNIPreprocessor:
-        """SSNI on the zoo; ``seed`` seeds the score noise (and the purification unless ``purification_seed``)."""
-        return SSNIPreprocessor(
-            models.diffusion, reweight=reweight, score_noise=mode, score_seed=seed, reference=reference,
+    ) -> tuple[Any, Any]:
+        """SSNI on the zoo (preprocessor, classifier); ``seed`` seeds the score noise (and the purification unless
+        ``purification_seed``)."""
+        return zoo.defended(
+            names[reweight], models=models, score_noise=mode, score_seed=seed, reference=reference,
             seed=seed if purification_seed is None else purification_seed, **common,
         )  # fmt: skip
+
+    def defence(mode: str, seed: int, reweight: str = "sigmoid", reference: Any = None) -> Any:
+        return defended(mode, seed, reweight, reference)[0]
 
     references: dict[tuple[str, int], Any] = {}
     for mode in MODES:
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         unit(f"t_std_per_image/{mode}", level_std)
 
     # (3) AUROC of the score norms, (4) accuracies: seed 0 of each mode
-    plain = defended_classifier(models.classifier, None, input_shape=(1, 8, 8), nb_classes=models.nb_classes)
+    plain = zoo.defended("none", models=models)[1]
     for eps in EPS:
         key = f"adv/transfer/{eps}"
         if key not in results:
@@ -145,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             for eps in EPS if reweight == "sigmoid" else (0.2,):
                 path = args.out.parent / f"adaptive_{mode}_{name}_{eps}.npy"
                 if not path.is_file():
-                    pre = defence(mode, 0, reweight, ref)
-                    clf = defended_classifier(models.classifier, pre, input_shape=(1, 8, 8), nb_classes=10)
+                    clf = defended(mode, 0, reweight, ref)[1]
                     attack = PGDEOT(clf, eps=eps, eps_step=eps / 4, max_iter=args.iterations, eot_iter=args.eot,
                                     seed=0, verbose=False)  # fmt: skip
                     np.save(path, attack.generate(x, y))
@@ -164,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                         unit(f"auroc/{mode}/{kind}/{eps}", lambda k=kind, e=eps: auroc(k, e))
 
             def accuracy(m: str = mode, rw: str = reweight, r: Any = ref, n: str = name) -> dict[str, Any]:
-                pre = defence(m, 0, rw, r, purification_seed=1)  # another purification stream than the attack's
-                clf = defended_classifier(models.classifier, pre, input_shape=(1, 8, 8), nb_classes=10)
+                clf = defended(m, 0, rw, r, purification_seed=1)[1]  # another purification stream than the attack's
                 clean_ok = clf.predict(x).argmax(1) == y
                 adv = np.load(args.out.parent / f"adaptive_{m}_{n}_0.2.npy")
                 robust_ok = clean_ok & (clf.predict(adv).argmax(1) == y)

@@ -109,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from art.attacks.evasion import ProjectedGradientDescent
 
-    from art_ssni import SSNIPreprocessor, zoo
-    from art_ssni._common import versions, write_json_atomic
-    from art_ssni.evaluation.compare import defended_classifier
+    from art_ssni import zoo
     from art_ssni.evaluation.stats import accuracy_record, mcnemar_p
+    from art_ssni.leaderboard.runner import versions
+    from art_ssni.leaderboard.store import write_json_atomic
     from art_ssni.ssni import SSNIPurifier
     from benchmarks.common import machine_info, time_interleaved
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     x_ref = models.x_train if args.n_ref is None else models.x_train[: args.n_ref]
     args.eps = sorted({*args.eps, models.eps})  # the tables are built around the zoo's budget
     score_seed = models.reference.score_seed
-    shape, classes = tuple(models.x_test.shape[1:]), models.nb_classes
+    classes = models.nb_classes
     results: dict[str, Any] = {
         "command": " ".join(["OMP_NUM_THREADS=1 python scripts/score_steps_study.py", *sys.argv[1:]]),
         "config": {
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     # transfer PGD on the undefended classifier, one adversarial set per ε
-    plain = defended_classifier(models.classifier, None, input_shape=shape, nb_classes=classes)
+    plain = zoo.defended("none", models=models)[1]
     inputs: dict[str, np.ndarray] = {"clean": x}
     for eps in args.eps:
         attack = ProjectedGradientDescent(
@@ -160,15 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     verdicts: dict[int, dict[str, np.ndarray]] = {}
     for k in args.score_steps:
         tic = time.perf_counter()
-        pre = SSNIPreprocessor(
-            models.diffusion, reweight="sigmoid", t_star=models.t_star, score_steps=k, score_seed=score_seed,
-            sampler="ddim", steps=args.ddim_steps, seed=args.seed, batch_size=256, device_type="cpu",
+        pre, clf = zoo.defended(
+            "ssni-n", models=models, reference=None, score_steps=k, score_seed=score_seed, sampler="ddim",
+            steps=args.ddim_steps, seed=args.seed, batch_size=256,
         )  # fmt: skip
+        assert pre is not None
         reference = pre.fit(x_ref).reference
         assert reference is not None
         norms[k] = {name: pre.score_norms(v) for name, v in inputs.items()}
         levels = {name: pre.purifier.levels_from_norms(torch.from_numpy(v)).numpy() for name, v in norms[k].items()}
-        clf = defended_classifier(models.classifier, pre, input_shape=shape, nb_classes=classes)
         verdicts[k] = {}
         for name, v in inputs.items():
             pre.reset_generator()  # the same purification stream for every T' and input set (paired verdicts)

@@ -4,7 +4,7 @@ For each ε, SSNI-N (zoo defaults, DDIM-10) is attacked by PGD-EOT and by the st
 (``keep_pgd_eot=False``: its own result, so the comparison shows what the selector attack alone achieves), with
 the same budget. :func:`art_ssni.evaluation.robust_accuracy` judges both (single: mean of redraws; vote-K); the
 exact McNemar p-value compares the two attacks' per-sample single-protocol verdicts (first re-judging); the noise
-level SSNI picks for the stealth attack's outputs is recorded (``timesteps_``), with the clean inputs' mean.
+level SSNI picks for the stealth attack's outputs is recorded (``levels_``), with the clean inputs' mean.
 
     python scripts/selector_attack_study.py --n 16 --eps 0.05 0.1 0.2 --out docs/attacks/selector.json
 """
@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from art_ssni import defences, zoo
-from art_ssni._common import versions, write_json_atomic
+from art_ssni import zoo
 from art_ssni.attacks import PGDEOT, ScoreAwarePGD
 from art_ssni.evaluation import robust_accuracy
-from art_ssni.evaluation.compare import defended_classifier
 from art_ssni.evaluation.stats import accuracy_record, mcnemar_p
+from art_ssni.leaderboard.runner import versions
+from art_ssni.leaderboard.store import write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,12 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     for eps in args.eps:
         if str(eps) in data["eps"]:
             continue
-        pre = defences.make(
+        pre, clf = zoo.defended(
             args.defence,
-            models.diffusion,
-            reference=models.reference,
+            models=models,
             t_star=models.t_star,
-            score_steps=models.score_steps,
             sampler="ddim",
             steps=10,
             eta=1.0,
@@ -66,20 +64,18 @@ def main(argv: list[str] | None = None) -> None:
             eot_samples=args.eot,
             batch_size=512,
             seed=args.seed,
-            device_type="cpu",
         )
-        clf = defended_classifier(models.classifier, pre, input_shape=(1, 8, 8), nb_classes=models.nb_classes)
         common = dict(eps=eps, max_iter=args.iterations, eot_iter=1, batch_size=64, seed=args.seed, verbose=False)
         stealth = ScoreAwarePGD(clf, lam=args.lam, stealth_quantile=args.quantile, keep_pgd_eot=False, **common)
         attacks = {"pgd-eot": PGDEOT(clf, **common), "score-aware-stealth": stealth}
         res = robust_accuracy(clf, x, y, attacks, votes=9, redraws=5, seed=args.seed, batch_size=64)
-        assert stealth.timesteps_ is not None  # recorded by its generate inside robust_accuracy (one batch)
+        assert stealth.levels_ is not None  # recorded by its generate inside robust_accuracy (one batch)
         row = {
             "n": res.n,
             "clean_t_mean": float(pre.timesteps(x).mean()),
             "stealth_norm": stealth.stealth_norm(),
-            "stealth_t_mean": float(stealth.timesteps_.mean()),
-            "stealth_t": stealth.timesteps_.tolist(),
+            "stealth_t_mean": float(stealth.levels_.mean()),
+            "stealth_t": stealth.levels_.tolist(),
             "attacks": {
                 name: {
                     "single": accuracy_record(res.attack_correct[name]),

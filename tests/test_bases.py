@@ -298,3 +298,54 @@ def test_art_loss_gradient_through_bases(model, images, base, gradient):
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
     grad = clf.loss_gradient(images, y)
     assert grad.shape == images.shape and np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
+# ---------------------------------------------------------------- GDMP guidance step (issue 25, item 1)
+def test_gdmp_pull_composes_the_levels_it_spans_and_never_overshoots(model):
+    """Eq. (8): a strided step pulls as far as the consecutive steps it replaces; the pull stays in [0, 1)."""
+    from art_ssni.ssni.bases.gdmp import gdmp_pull
+
+    scale, pixels = 5000.0, 64
+    a, b = 40, 28
+    per_level = gdmp_pull(model, torch.arange(b + 1, a + 1), torch.arange(b, a), scale, pixels=pixels).double()
+    strided = gdmp_pull(model, torch.tensor([a]), torch.tensor([b]), scale, pixels=pixels).double()
+    torch.testing.assert_close(strided, 1 - (1 - per_level).prod().view(1), rtol=1e-5, atol=1e-7)
+    # first order: the official Σ_ab s_a (as a fraction of x_a - y_a) within κ² of the exact step
+    kappa = gdmp_guidance_strength(model, torch.tensor([a]), torch.tensor([a - 1]), scale).double() * 2 / pixels
+    exact = gdmp_pull(model, torch.tensor([a]), torch.tensor([a - 1]), scale, pixels=pixels).double()
+    torch.testing.assert_close(exact, kappa / (1 + kappa), rtol=1e-5, atol=1e-8)
+    # huge scale, long stride: the first-order factor is far past the target (κ > 1e6), the pull reaches the target
+    # at most (1 in float32), never beyond it
+    far = gdmp_pull(model, torch.tensor([900, 50]), torch.tensor([0, 0]), 1e9, pixels=pixels)
+    assert float(gdmp_guidance_strength(model, torch.tensor([900]), torch.tensor([0]), 1e9)) * 2 / pixels > 1e6
+    assert bool(((far > 0.99) & (far <= 1.0)).all())
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from art_ssni import zoo
+
+    return zoo.load("digits")
+
+
+@pytest.mark.parametrize("t_star", [36, 100, 200])
+@pytest.mark.parametrize("sampler,steps", [("ddpm", None), ("ddim", 10)])
+def test_gdmp_on_the_zoo_is_finite_and_keeps_clean_digits(digits, t_star, sampler, steps):
+    """The NaN of issue 25: with the first-order guidance the per-level pull κ reached 5.5 at level 200 (DDPM
+    diverged) and the DDIM-10 stride multiplied it (DDIM diverged from t* = 100). The exact step keeps every output
+    finite and near the data range, and the purified clean digits still classify."""
+    from art_ssni.ssni.bases import gdmp_scale_for
+
+    base = GDMP(iterations=2, scale=gdmp_scale_for((1, 8, 8)))
+    model = digits.diffusion
+    if t_star == 200:  # the old update's per-level factor is past the divergence threshold κ = 2 here
+        old = gdmp_guidance_strength(model, torch.tensor([200]), torch.tensor([199]), base.scale) * 2 / 64
+        assert float(old) > 2
+    x = torch.from_numpy(digits.x_test[:4]) * 2 - 1
+    t = torch.full((4,), t_star)
+    with torch.no_grad():
+        out = base(model, x, t, t_star=t_star, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0))
+        assert bool(torch.isfinite(out).all())
+        assert float(out.abs().max()) < 1.5  # x̂_0 is clipped to [-1, 1]; the last guided pull is a fraction of it
+        predicted = digits.classifier(((out + 1) / 2).clamp(0, 1)).argmax(1)
+    assert int((predicted == torch.from_numpy(digits.y_test[:4])).sum()) >= 3

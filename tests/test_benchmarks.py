@@ -97,11 +97,24 @@ def test_bad_arguments_raise():
             resolve_device("cuda")
 
 
-def test_time_interleaved_runs_each_callable_once_per_round():
+def test_time_interleaved_runs_each_callable_once_per_round(monkeypatch):
+    import benchmarks.common as common
+
     calls: list[str] = []
-    res = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3, torch.device("cpu"))
-    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rotating rounds
-    assert len(res["a"]["runs"]) == 3 and res["a"]["min"] <= res["a"]["median"] <= res["a"]["max"]
+    durations = iter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])  # the n-th timed call lasts n seconds
+
+    def fake_time_call(fn, device):
+        return next(durations), fn()
+
+    monkeypatch.setattr(common, "time_call", fake_time_call)
+    fns = {"a": lambda: calls.append("a") or f"a{len(calls)}", "b": lambda: calls.append("b") or f"b{len(calls)}"}
+    res = time_interleaved(fns, 3, torch.device("cpu"))
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up (untimed), then rotating rounds
+    # timed order a, b | b, a | a, b -> a ran 1st, 4th, 5th (1, 4, 5 s), b 2nd, 3rd, 6th (2, 3, 6 s)
+    assert res["a"]["runs"] == [1.0, 4.0, 5.0] and res["b"]["runs"] == [2.0, 3.0, 6.0]
+    assert (res["a"]["min"], res["a"]["median"], res["a"]["max"]) == (1.0, 4.0, 5.0)
+    assert (res["b"]["min"], res["b"]["median"], res["b"]["max"]) == (2.0, 3.0, 6.0)
+    assert res["a"]["result"] == "a7" and res["b"]["result"] == "b8"  # the last call's return value
 
 
 def test_quick_run_writes_report_and_nfe_identities_hold(tmp_path, capsys):

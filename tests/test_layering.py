@@ -23,6 +23,17 @@ CORE_FORBIDDEN = {"art", "robustbench", "matplotlib", "tqdm"}
 ONLY_IN = {"matplotlib": {"plots"}, "robustbench": {"robustbench"}}
 #: importable by every layer
 SHARED = {"_common": 0, "_version": 0}
+#: the purification pipeline's steps: outside layers 1-2 nobody imports them -- the ART face, attacks, evaluation and
+#: the leaderboard call the SSNIPurifier (score_norms, levels, levels_from_norms, preactivation, purify,
+#: forward_straight_through) instead of rebuilding score -> levels -> purify themselves (docs/architecture.md)
+PIPELINE_STEPS = {"art_ssni.diffusion.sampling", "art_ssni.ssni.score", "art_ssni.ssni.reweight"}
+#: packages whose ``__init__`` re-exports pipeline steps (``from art_ssni.ssni import score_norms`` is one too)
+PIPELINE_PACKAGES = {"art_ssni.diffusion", "art_ssni.ssni"}
+#: (module, imported module) pairs allowed for one release: deprecated aliases kept for old code
+DEPRECATED_ALIASES = {("art_ssni.attacks", "art_ssni.diffusion.sampling")}  # attacks.straight_through_noise, until 0.5
+#: modules still reaching re-exported names through the package root (issue 25, item 10: the cli.py half, owned
+#: elsewhere); remove an entry when its module imports from the defining modules
+ROOT_REEXPORT_PENDING = {"art_ssni.cli"}
 
 
 def table_layers(text: str) -> dict[str, int]:
@@ -91,6 +102,44 @@ def imports(source: str, module: str, *, is_package: bool = False) -> list[tuple
     return found
 
 
+def package_exports(package: str) -> dict[str, str]:
+    """Names the ``__init__`` of ``package`` imports from its modules -> defining module (one level, no chains)."""
+    init = ROOT.joinpath(*package.split("."), "__init__.py")
+    exports: dict[str, str] = {}
+    for node in ast.walk(ast.parse(init.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package + "."):
+            for alias in node.names:
+                exports[alias.asname or alias.name] = node.module
+    return exports
+
+
+def pipeline_imports(source: str) -> list[tuple[int, str]]:
+    """``(line, module)`` for every import of a pipeline step, directly or through a package's re-export."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[tuple[str, str]] = []
+        if isinstance(node, ast.Import):
+            names = [(alias.name, "") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [(node.module, alias.name) for alias in node.names]
+        for base, name in names:
+            target = f"{base}.{name}" if name and is_module(f"{base}.{name}") else base
+            if name and target == base and base in PIPELINE_PACKAGES:
+                target = package_exports(base).get(name, base)
+            if any(target == step or target.startswith(step + ".") for step in PIPELINE_STEPS):
+                found.append((node.lineno, target))
+    return found
+
+
+def root_reexports(source: str) -> list[tuple[int, str]]:
+    """``(line, name)`` for every ``from art_ssni import <name>`` where the name is re-exported, not a submodule."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "art_ssni" and not node.level:
+            found += [(node.lineno, a.name) for a in node.names if not is_module(f"art_ssni.{a.name}")]
+    return found
+
+
 def component(name: str) -> str:
     """``art_ssni.ssni.score`` -> ``ssni``; ``art_ssni`` (the root) -> ``""``."""
     parts = name.split(".")
@@ -121,6 +170,16 @@ def violations(source: str, module: str, *, is_package: bool = False) -> list[st
                 problems.append(f"{where}: layer {LAYERS[own]} imports {top}")
             if top in ONLY_IN and own not in ONLY_IN[top]:
                 problems.append(f"{where}: {top} may only be imported by {sorted(ONLY_IN[top])}")
+    if LAYERS[own] > 2:
+        for line, target in pipeline_imports(source):
+            if (module, target) not in DEPRECATED_ALIASES:
+                problems.append(
+                    f"{module}:{line}: imports the pipeline step {target}; call the SSNIPurifier instead "
+                    "(a second copy of the pipeline)"
+                )
+    if module not in ROOT_REEXPORT_PENDING:
+        for line, name in root_reexports(source):
+            problems.append(f"{module}:{line}: 'from art_ssni import {name}' -- import it from its defining module")
     return problems
 
 
@@ -162,6 +221,32 @@ def test_the_check_cannot_be_bypassed(source: str, expected: str):
     """Each way of importing a higher layer (or a forbidden package) from layer 1 is caught."""
     problems = violations(source, "art_ssni.diffusion.model")
     assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from art_ssni.diffusion.sampling import straight_through_noise",
+        "from art_ssni.diffusion import purify",
+        "import art_ssni.ssni.score",
+        "from art_ssni.ssni import select_levels",
+        "from art_ssni.ssni.reweight import resolve_tau",
+        "def f():\n    from art_ssni.ssni import score_norms",
+    ],
+)
+def test_rebuilding_the_pipeline_outside_the_method_is_caught(source: str):
+    """An attack (layer 5) that imports the pipeline's steps instead of calling the purifier (issue 25, item 10)."""
+    problems = violations(source, "art_ssni.attacks.score_aware_pgd")
+    assert any("imports the pipeline step" in p for p in problems), problems
+    assert violations(source, "art_ssni.ssni.purifier") == []  # the method itself may
+
+
+def test_root_reexports_inside_the_package_are_caught():
+    """``from art_ssni import GDMP`` reaches the method through the facade (issue 25, item 10: cli.py)."""
+    problems = violations("from art_ssni import GDMP, zoo", "art_ssni.leaderboard.runner")
+    expected = "art_ssni.leaderboard.runner:1: 'from art_ssni import GDMP' -- import it from its defining module"
+    assert problems == [expected]
+    assert violations("from art_ssni.ssni.purifier import SSNIPurifier", "art_ssni.attacks.pgd_eot") == []
 
 
 def test_allowed_imports_pass():

@@ -201,7 +201,10 @@ def test_bfloat16_unet_inside_the_preprocessor(images):
     pre = make(model, t_star=6, sampler="ddim", steps=2, seed=0).fit(images)
     out, _ = pre(images)
     assert out.dtype == np.float32 and out.shape == images.shape and np.isfinite(out).all()
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    # the bfloat16 UNet purifies like its float32 original (same weights, same draws), up to bfloat16 rounding
+    full = make(DiffusionModel(make_tiny_unet()), t_star=6, sampler="ddim", steps=2, seed=0, reference=pre.reference)
+    reference_out, _ = full(images)
+    assert 0 < np.abs(out - reference_out).max() < 0.05 and np.abs(out - images).max() > 0.05
     x = torch.from_numpy(images).requires_grad_(True)
     purified, _ = pre.forward(x)
     assert purified.dtype == torch.float32
@@ -238,3 +241,114 @@ def test_clip_values_mismatch_names_the_parameter(model):
     with pytest.raises(ValueError, match=r"clip_values: .*pass the classifier's range as SSNIPreprocessor"):
         pre.check_estimator(clf)
     make(model, reweight="constant", clip_values=(0.0, 255.0)).check_estimator(clf)
+
+
+# ------------------------------------------------------------------ issue 25: levels used, NaN guard, pinned values
+def test_last_levels_are_the_levels_that_purified(model, images, fitted_ref):
+    """With score_noise="random" re-scoring gives other levels: last_levels are those the forward used."""
+    purifier = SSNIPurifier(model, reference=fitted_ref, t_star=20, sampler="ddim", steps=3, score_noise="random")
+    x = torch.from_numpy(images) * 2 - 1
+    assert purifier.last_levels is None
+    out = purifier(x, generator=torch.Generator().manual_seed(1))
+    used = purifier.last_levels
+    assert used is not None and used.dtype == torch.long and used.shape == (6,)
+    again = purifier.purify(x, used, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # the same levels and draws give the same images
+    rescored = [purifier.levels(x) for _ in range(4)]
+    assert any(not torch.equal(r, used) for r in rescored)  # what re-scoring would have recorded
+    given = torch.tensor([0, 1, 2, 3, 4, 5])
+    purifier(x, given, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(purifier.last_levels, given)
+
+
+def test_record_levels_collects_every_call_in_the_block(model, images, fitted_ref):
+    from art.estimators.classification import PyTorchClassifier
+
+    pre = make(model, reference=fitted_ref, t_star=20, sampler="ddim", steps=2, score_seed=0, seed=0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    clf = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=3,
+                            clip_values=(0.0, 1.0), preprocessing_defences=[pre])  # fmt: skip
+    with pre.purifier.record_levels() as record:
+        clf.predict(images)  # ART hands the preprocessor the whole array: one call
+        pre(images[:4])  # and two more calls: 4 + 2 images
+        pre(images[4:])
+    assert [c.shape[0] for c in record.chunks] == [6, 4, 2]
+    expected = pre.timesteps(images).tolist()  # fixed score bank: the same levels whatever the batch
+    assert record.levels.dtype == np.int64 and record.levels.tolist() == expected + expected
+    pre.timesteps(images)  # outside the block: not recorded
+    assert len(record.chunks) == 3 and pre.purifier._records == []
+
+
+def test_a_non_finite_reverse_process_raises(model, images, monkeypatch):
+    purifier = SSNIPurifier(model, reweight="constant", t_star=5, sampler="ddim", steps=2)
+    x = torch.from_numpy(images) * 2 - 1
+    monkeypatch.setattr(model, "eps", lambda x_t, timestep: torch.full_like(x_t, float("nan")))
+    with pytest.raises(FloatingPointError, match=r"produced NaN or inf for 6 of 6 samples \(levels \[5\]\)"):
+        purifier(x)
+    monkeypatch.undo()
+    assert bool(torch.isfinite(purifier(x)).all())
+
+
+def test_forward_straight_through_is_the_pipeline_with_a_level_gradient(model, images, fitted_ref):
+    purifier = SSNIPurifier(model, reference=fitted_ref, t_star=20, sampler="ddim", steps=3, score_seed=0)
+    x = (torch.from_numpy(images[:3]) * 2 - 1).requires_grad_(True)
+    out, norms = purifier.forward_straight_through(x, copies=2, generator=torch.Generator().manual_seed(2))
+    assert out.shape == (6, 1, 8, 8) and norms is not None and norms.shape == (6,) and norms.requires_grad
+    with torch.no_grad():
+        t = purifier.levels(x.repeat_interleave(2, 0))
+        plain = purifier.purify(x.repeat_interleave(2, 0), t, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(out.detach(), plain)  # the same values as the plain pipeline
+    assert torch.equal(purifier.last_levels, t)
+    (g,) = torch.autograd.grad(purifier.preactivation(norms).sum(), x)
+    assert float(g.abs().sum()) > 0  # the score norms carry the gradient of the selection
+    constant = SSNIPurifier(model, reweight="constant", t_star=4, sampler="ddim", steps=2)
+    assert constant.forward_straight_through(x, copies=2)[1] is None
+    with pytest.raises(ValueError, match="copies must be an int >= 1"):
+        purifier.forward_straight_through(x, copies=0)
+    with pytest.raises(ValueError, match="single-stage base"):
+        SSNIPurifier(model, reference=fitted_ref, t_star=20, base="gns").forward_straight_through(x)
+
+
+#: a seeded SSNI-N run of the shipped zoo on its first 2 test images (t* = 200, fixed score bank), computed once by
+#: running this code and pinned, as diffusers pins full-loop sums: any change of the engine's numbers shows here.
+PINNED = {
+    "ddim": {"levels": [125, 168], "sum": -44.77077151834965, "abs_sum": 95.02796310186386},
+    "ddpm": {"levels": [125, 168], "sum": -52.07480136270169, "abs_sum": 96.70964250748511},
+}
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddim", 10), ("ddpm", None)])
+def test_full_purification_of_the_zoo_is_pinned(sampler, steps):
+    from art_ssni import zoo
+
+    models = zoo.load("digits", device="cpu")
+    x = torch.from_numpy(models.x_test[:2]) * 2 - 1
+    purifier = SSNIPurifier(
+        models.diffusion, reweight="sigmoid", t_star=models.t_star, reference=models.reference,
+        score_steps=models.score_steps, score_seed=models.reference.score_seed, sampler=sampler, steps=steps,
+    )  # fmt: skip
+    with torch.no_grad():
+        out = purifier(x, generator=torch.Generator().manual_seed(0)).double()
+    pinned = PINNED[sampler]
+    assert purifier.last_levels.tolist() == pinned["levels"]
+    assert float(out.sum()) == pytest.approx(pinned["sum"], abs=1e-5)
+    assert float(out.abs().sum()) == pytest.approx(pinned["abs_sum"], abs=1e-5)
+
+
+def test_defaults_follow_the_models_resolution():
+    """A 256 x 256 model gets ImageNet's t* = 150, T' = 50, not CIFAR-10's 100 / 20 (issue 25, item 13)."""
+    from art_ssni.ssni import PAPER_DEFAULTS, paper_defaults
+
+    small = SSNIPurifier(DiffusionModel(make_tiny_unet(size=8)))
+    large = SSNIPurifier(DiffusionModel(make_tiny_unet(size=256)))
+    assert (
+        (small.t_star, small.score_steps)
+        == (100, 20)
+        == tuple(PAPER_DEFAULTS["cifar10"][k] for k in ("t_star", "score_steps"))
+    )
+    assert (large.t_star, large.score_steps) == (150, 50)
+    assert paper_defaults(32)["dataset"] == "cifar10" and paper_defaults(large.model)["dataset"] == "imagenet"
+    explicit = SSNIPurifier(large.model, t_star=100, score_steps=20)  # explicit values always win
+    assert (explicit.t_star, explicit.score_steps) == (100, 20)
+    with pytest.raises(ValueError, match="model_or_size must be a DiffusionModel or an image side"):
+        paper_defaults("cifar10")

@@ -40,11 +40,16 @@ def test_zero_level_returns_input_unchanged(model):
     assert not torch.equal(out[1], x[1])
 
 
-def test_output_in_model_range_and_shape(model):
+def test_clip_denoised_is_what_keeps_the_output_in_model_range(model):
+    """The random tiny UNet's x̂_0 leaves [-1, 1]: without clipping the output does too, with it (the default) the
+    last step returns the clipped x̂_0 -- the same draws otherwise, so the two runs differ only by the clip."""
     x = torch.rand(4, 1, 8, 8) * 2 - 1
-    out = purify(model, x, torch.tensor([1, 10, 30, 60]), generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([1, 10, 30, 60])
+    raw = purify(model, x, t, clip_denoised=False, generator=torch.Generator().manual_seed(0))
+    out = purify(model, x, t, generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == torch.float32
-    assert float(out.min()) >= -1.0 and float(out.max()) <= 1.0
+    assert float(raw.abs().max()) > 1.0
+    assert float(out.abs().max()) <= 1.0 and bool((out.abs() == 1.0).any())  # clipped values sit on the bound
 
 
 def test_seeded_runs_are_reproducible(model):

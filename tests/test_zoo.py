@@ -293,6 +293,24 @@ def test_train_zoo_writes_loadable_reproducible_files(tmp_path):
     assert "| classifier clean test accuracy |" in render(tmp_path / "a")
 
 
+def test_train_zoo_defaults_reproduce_every_field_of_the_shipped_zoo_json(tmp_path):
+    """``art-ssni train-zoo`` at its defaults writes the shipped zoo.json (issue 25: it said t* = 100, the zoo 200).
+    Only the training budget is tiny here; every argument that lands in zoo.json keeps its default."""
+    from art_ssni.zoo.train import ZOO_DEFAULTS
+
+    budget = ("unet_steps", "unet_batch_size", "classifier_epochs", "t_star_grid", "eps_grid", "reference_size")
+    zoo.train_zoo(tmp_path, eval_size=2, progress=False, **{k: TINY[k] for k in budget})
+    shipped = json.loads((zoo.weights_dir("digits") / "zoo.json").read_text())
+    trained = json.loads((tmp_path / "zoo.json").read_text())
+    assert trained.keys() == shipped.keys()
+    for key in shipped:
+        assert trained[key] == shipped[key], key
+    assert {k: shipped[k] for k in ("t_star", "eps", "pgd_iter", "score_steps")} == {
+        k: ZOO_DEFAULTS[k] for k in ("t_star", "eps", "pgd_iter", "score_steps")
+    }
+    assert shipped["split"]["random_state"] == ZOO_DEFAULTS["seed"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -309,3 +327,39 @@ def test_train_zoo_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         zoo.train_zoo(tmp_path, **{**TINY, **kwargs})
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+# ---------------------------------------------------------------------------------------------- zoo.defended
+def test_defended_puts_the_zoos_defence_behind_the_zoos_classifier(digits):
+    from art_ssni.ssni.bases import GDMP, gdmp_scale_for
+
+    pre, clf = zoo.defended("ssni-n", models=digits, sampler="ddim", steps=2, seed=0)
+    assert clf.preprocessing_operations[0] is pre and clf.model is digits.classifier
+    assert (pre.t_star, pre.score_steps, pre.reference, pre.reweight) == (
+        digits.t_star, digits.score_steps, digits.reference, "sigmoid"
+    )  # fmt: skip
+    assert pre.score_seed == digits.reference.score_seed  # the bank the shipped reference was fitted with
+    assert clf.nb_classes == digits.nb_classes and clf.input_shape == (1, 8, 8) and clf.clip_values.tolist() == [0, 1]
+    assert (pre.sampler, pre.steps, pre.seed) == ("ddim", 2, 0)  # overrides reach the preprocessor
+    assert zoo.defended("ssni-n", models=digits, t_star=50)[0].t_star == 50
+    gdmp, _ = zoo.defended("gdmp", models=digits)
+    assert gdmp.t_star == 36 and gdmp.base == GDMP(scale=gdmp_scale_for((1, 8, 8)))  # preset t*, sized scale
+    diffpure, _ = zoo.defended("diffpure", models=digits)
+    assert diffpure.reference is None and diffpure.t_star == digits.t_star
+    none, plain = zoo.defended("none", models=digits)
+    assert none is None and not plain.preprocessing_defences
+    x = digits.x_test[:8]
+    assert (plain.predict(x).argmax(1) == digits.y_test[:8]).mean() >= 0.875
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"defence": "ssni-x"}, ValueError, r"defence must be 'none' or one of \[.*'ssni-n'"),
+        ({"defence": "none", "seed": 0}, ValueError, r"overrides: defence 'none' has no preprocessor .*\['seed'\]"),
+        ({"defence": "diffpure", "models": "digits"}, TypeError, "models must be a ZooModels"),
+    ],
+)
+def test_defended_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        zoo.defended(**kwargs)

@@ -15,11 +15,14 @@ ART's own ``ProjectedGradientDescent``, ``AutoProjectedGradientDescent`` and ``A
 classifier as they are: the preprocessor's ``eot_samples`` gives them EOT (see ``docs/attacks.md``).
 """
 
+import warnings
+from typing import Any
+
 from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.bpda_eot import BPDAEOT
 from art_ssni.attacks.low_frequency_pgd import LowFrequencyPGD
 from art_ssni.attacks.pgd_eot import PGDEOT
-from art_ssni.attacks.score_aware_pgd import LAMBDA_SCHEDULES, ScoreAwarePGD, straight_through_noise
+from art_ssni.attacks.score_aware_pgd import LAMBDA_SCHEDULES, ScoreAwarePGD
 from art_ssni.attacks.selective_eot_pgd import SelectiveEOTPGD
 
 __all__ = [
@@ -32,3 +35,20 @@ __all__ = [
     "find_preprocessor",
     "straight_through_noise",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``straight_through_noise``: deprecated alias (removed in 0.5) of the purifier's helper in its one home,
+    :func:`art_ssni.diffusion.sampling.straight_through_noise`; attacks call the purifier
+    (:meth:`~art_ssni.ssni.SSNIPurifier.forward_straight_through`) instead."""
+    if name == "straight_through_noise":
+        warnings.warn(
+            "art_ssni.attacks.straight_through_noise is deprecated; use "
+            "art_ssni.diffusion.sampling.straight_through_noise (or SSNIPurifier.forward_straight_through).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from art_ssni.diffusion.sampling import straight_through_noise
+
+        return straight_through_noise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

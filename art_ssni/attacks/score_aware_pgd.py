@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,9 @@ from art_ssni.attacks._common import find_preprocessor, to_labels
 from art_ssni.attacks.pgd_eot import PGDEOT
 from art_ssni.attacks.requirements import Requires
 from art_ssni.attacks.selection import BestIterate, judge
-from art_ssni.diffusion.sampling import straight_through_noise
 from art_ssni.preprocessor import SSNIPreprocessor
-from art_ssni.ssni.reweight import resolve_tau
 
-__all__ = ["LAMBDA_SCHEDULES", "ScoreAwarePGD", "straight_through_noise"]  # straight_through_noise: re-export
+__all__ = ["LAMBDA_SCHEDULES", "ScoreAwarePGD"]
 
 LAMBDA_SCHEDULES = ("constant", "linear")
 
@@ -32,8 +31,9 @@ class ScoreAwarePGD(PGDEOT):
 
     where ``P_t`` is the purifier at level ``t``, the expectations run over the purification and scoring
     randomness (``eot_iter`` samples per iteration), and ``z`` is the pre-activation of the preprocessor's
-    reweighting, so ``λ`` is in natural units: (2) ``z = (σ - μ) / τ`` for SSNI-N (``reweight="sigmoid"``) and
-    ``z = (σ - σ_min) / (σ_max - σ_min)`` for SSNI-L (``"linear"``), from the preprocessor's reference statistics.
+    reweighting (:meth:`SSNIPurifier.preactivation <art_ssni.ssni.SSNIPurifier.preactivation>`), so ``λ`` is in
+    natural units: (2) ``z = (σ - μ) / τ`` for SSNI-N (``reweight="sigmoid"``) and ``z = (σ - σ_min) / (σ_max -
+    σ_min)`` for SSNI-L (``"linear"``), from the preprocessor's reference statistics.
     ``λ_k`` follows ``lam_schedule``: ``"constant"`` (``λ_k = lam``) or ``"linear"`` (``λ_k = lam · (1 - k /
     max_iter)``: first make the sample look clean, then concentrate on the classifier). Both terms are means over
     the samples of the batch, as ART's mean-reduced loss is. With ``reweight="constant"`` (DiffPure) the level does
@@ -46,11 +46,11 @@ class ScoreAwarePGD(PGDEOT):
       ``eot_samples`` copies); the score term's gradient is added from :func:`~art_ssni.ssni.score_norms` with
       gradient. The selector is attacked only through the score term.
     * ``straight_through=True``: one graph through the whole defence, exact gradient (the preprocessor's
-      ``checkpoint`` is honoured, its ``gradient`` mode and ``eot_samples`` are not used): score norms with
-      gradient, ``t = select_timesteps(σ, straight_through=True)`` (rounded value, gradient of the continuous
-      level), and the purifier made differentiable in ``t`` through the forward-noise scale
-      (:func:`straight_through_noise`); then the classifier. Supports the DiffPure-style single-stage purifier
-      (the preprocessor's default base) only.
+      ``checkpoint`` is honoured, its ``gradient`` mode and ``eot_samples`` are not used): the purifier's
+      :meth:`~art_ssni.ssni.SSNIPurifier.forward_straight_through` (score norms with gradient, straight-through
+      levels ``select_levels(σ, straight_through=True)``, purification differentiable in ``t`` through the
+      forward-noise scale), then the classifier. Supports the DiffPure-style single-stage purifier (the
+      preprocessor's default base) only.
 
     **Stealth mode** (``stealth_quantile = q``): instead of pushing the score norm down without limit, keep it
     below the ``q``-quantile ``σ_q`` of the reference norms (so SSNI picks a small ``t``) and otherwise spend the
@@ -65,8 +65,9 @@ class ScoreAwarePGD(PGDEOT):
     **Never weaker than PGD-EOT** (``keep_pgd_eot=True``, the default): :meth:`generate` also runs
     :class:`PGDEOT` with the same budget and returns, per sample, the better of the two results under the selection
     criterion of :mod:`art_ssni.attacks.selection` (``select_draws`` fresh predictions; ties keep this attack's
-    result). After :meth:`generate`, ``timesteps_`` holds the ``t`` the defence picks for each returned input (one
-    fresh scoring), ``score_norms_`` their score norms and ``source_`` which attack each came from.
+    result). After :meth:`generate`, ``levels_`` holds the ``t`` the defence picks for each returned input (one
+    fresh scoring; ``timesteps_`` is its deprecated alias), ``score_norms_`` their score norms and ``source_``
+    which attack each came from.
 
     The score is the defence's own (:meth:`~art_ssni.ssni.SSNIPurifier.score_norms`: its fixed noise bank, or with
     ``score_noise="random"`` fresh draws from its score stream); with ``straight_through=True`` the purification
@@ -148,7 +149,7 @@ class ScoreAwarePGD(PGDEOT):
         )
         self._generator: torch.Generator | None = None
         self._multipliers: torch.Tensor | None = None
-        self.timesteps_: np.ndarray | None = None
+        self.levels_: np.ndarray | None = None
         self.score_norms_: np.ndarray | None = None
         self.source_: list[str] | None = None
 
@@ -187,6 +188,12 @@ class ScoreAwarePGD(PGDEOT):
         self._generator = torch.Generator(device=pre.device)
         seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         self._generator.manual_seed(int(seed) + 1)  # +1: independent of the random start stream
+
+    @property
+    def timesteps_(self) -> np.ndarray | None:
+        """Deprecated alias of :attr:`levels_` (one name, "levels", for the chosen ``t``); removed in 0.5."""
+        warnings.warn("ScoreAwarePGD.timesteps_ is deprecated; use levels_.", DeprecationWarning, stacklevel=2)
+        return self.levels_
 
     def _teardown(self) -> None:
         self._generator = None
@@ -236,14 +243,10 @@ class ScoreAwarePGD(PGDEOT):
         return float(self.lam)
 
     def _z(self, norms: torch.Tensor) -> torch.Tensor:
-        """Pre-activation of the reweighting, eq. (2) of the class docstring."""
-        pre = self._pre
-        ref = pre.reference
-        if ref is None:
+        """Pre-activation of the reweighting, eq. (2) of the class docstring (the purifier's own)."""
+        if self._pre.reference is None:
             raise ValueError("estimator: the SSNIPreprocessor has no reference statistics; fit it first.")
-        if pre.reweight == "sigmoid":
-            return (norms - ref.mean) / resolve_tau(ref, pre.tau)
-        return (norms - ref.min) / (ref.max - ref.min)
+        return self._pre.purifier.preactivation(norms)
 
     # ------------------------------------------------------------------ gradients
     def _gradient(self, x: np.ndarray, y_one_hot: np.ndarray, iteration: int) -> np.ndarray:
@@ -272,16 +275,8 @@ class ScoreAwarePGD(PGDEOT):
             m = max(1, min(left, int(pre.batch_size) // b))
             left -= m
             xin = torch.tensor(x, device=pre.device, requires_grad=True)
-            xm = pre.to_model_space(xin)
-            xr = xm.repeat_interleave(m, dim=0)  # sample-major EOT copies
-            # (1) score with gradient: every copy its own draw with random score noise, the fixed bank's otherwise
-            norms = None
-            if purifier.selects_per_sample:
-                random = purifier.score_noise == "random"
-                norms = purifier.score_norms(xr) if random else purifier.score_norms(xm).repeat_interleave(m)
-            # (2) straight-through levels, (3)-(4) purification differentiable in x and, through the noise, in t
-            t = purifier.levels(xr) if norms is None else purifier.levels_from_norms(norms, straight_through=True)
-            out = purifier(xr, t, generator=self._generator)
+            # (1)-(4) score, straight-through levels and purification of m sample-major copies: the purifier's
+            out, norms = purifier.forward_straight_through(pre.to_model_space(xin), copies=m, generator=self._generator)
             xp = pre.from_model_space(out)
             for op in est.preprocessing_operations[1:]:
                 xp, _ = op.forward(xp, None)
@@ -296,7 +291,7 @@ class ScoreAwarePGD(PGDEOT):
 
     # ------------------------------------------------------------------ never weaker than PGD-EOT
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
-        """Adversarial examples (see the class docstring); also sets ``timesteps_``, ``score_norms_``, ``source_``.
+        """Adversarial examples (see the class docstring); also sets ``levels_``, ``score_norms_``, ``source_``.
 
         :param x: ``(N, C, H, W)`` inputs in ``clip_values`` (never modified).
         :param y: true labels (targeted: target labels), ``(N,)`` or one-hot; ``None``: the defended predictions.
@@ -320,6 +315,6 @@ class ScoreAwarePGD(PGDEOT):
             out = best.x
             self.source_ = ["PGDEOT" if t else type(self).__name__ for t in took]
         pre = self._pre
-        self.timesteps_ = pre.timesteps(out)
+        self.levels_ = pre.timesteps(out)
         self.score_norms_ = pre.score_norms(out)
         return out

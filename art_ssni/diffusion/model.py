@@ -71,6 +71,7 @@ class DiffusionModel(torch.nn.Module):
     unet: UNet2DModel
     scheduler: Any  # a diffusers scheduler, duck-typed: alphas_cumprod, config.prediction_type, save_pretrained
     alphas_cumprod: torch.Tensor  # (N,) float32 buffer
+    abar_table: torch.Tensor  # (N + 1,) float32 buffer: ᾱ at levels 0..N (ᾱ at level 0 is 1)
 
     def __init__(self, unet: UNet2DModel, scheduler: ConfigMixin | None = None) -> None:
         super().__init__()
@@ -97,6 +98,10 @@ class DiffusionModel(torch.nn.Module):
         # (1) ᾱ_k for k = 0..N-1, precomputed once in float64 then stored as float32 (Ho et al. 2020, eq. 4).
         alphas_cumprod = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+        # (1') the same table indexed by *level* (module docstring): ᾱ at level 0 is 1, level t is ᾱ_{t-1}. Built
+        # once here, as diffusers' schedulers build their constants, instead of on every reverse step.
+        table = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod])
+        self.register_buffer("abar_table", table.float(), persistent=False)
         self.nfe = 0
 
     # ------------------------------------------------------------------ construction
@@ -131,6 +136,12 @@ class DiffusionModel(torch.nn.Module):
         :param torch_dtype: floating dtype of the UNet (``torch.float16`` / ``torch.bfloat16`` for half
             precision); the schedule constants stay float32. Default: the dtype of the saved weights, as float32.
         :raises FileNotFoundError: a one-line message when the folder or repo cannot be found.
+
+        Which SSNI settings: :func:`art_ssni.ssni.paper_defaults` gives the paper's ``t*`` and ``T'`` for the model's
+        resolution (CIFAR-10, 32 px: ``t* = 100``, ``T' = 20``; ImageNet, 256 px: ``t* = 150``, ``T' = 50``);
+        :class:`~art_ssni.SSNIPurifier` uses them when ``t_star`` / ``score_steps`` are ``None``. They were tuned
+        for the papers' score_sde / guided-diffusion checkpoints: with any other model (``google/ddpm-cifar10-32`` is
+        a stand-in) fit the reference statistics on it and check ``t*`` (docs/user-guide.md, "Which model").
         :raises ValueError: for pickle-only weights (named, with how to convert them), corrupt or mismatched files.
         """
         if torch_dtype is not None and (not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point):
@@ -266,9 +277,10 @@ class DiffusionModel(torch.nn.Module):
         return (x + 1.0) / 2.0
 
     def abar(self, level: torch.Tensor) -> torch.Tensor:
-        """ᾱ at integer noise levels ``level`` (any shape, values in ``[0, N]``); ᾱ at level 0 is 1."""
-        padded = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod])
-        return padded[level.long()]
+        """ᾱ at integer noise levels ``level`` (any shape, values in ``[0, N]``); ᾱ at level 0 is 1.
+
+        A lookup in :attr:`abar_table` (``(N + 1,)`` float32, precomputed once in ``__init__``)."""
+        return self.abar_table[level.to(device=self.abar_table.device, dtype=torch.long)]
 
     def add_noise(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Forward process to per-sample noise levels (pure function).

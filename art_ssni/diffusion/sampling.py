@@ -186,7 +186,7 @@ def purify(
             f"noise must be a floating tensor on x's device {x.device}, got {noise.dtype} on {noise.device}."
         )
 
-    def step(rows: torch.Tensor, x_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eta_: float, z: Any):
+    def step(x_rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eta_: float, z: Any) -> torch.Tensor:
         return reverse_step(model, x_rows, a, b, eta_, z, clip_denoised)
 
     # (6) forward diffusion to each sample's own level: t_i = 0 leaves x_i as it is.
@@ -194,8 +194,9 @@ def purify(
     return reverse_loop(xt, t, step, sampler=sampler, steps=steps, eta=eta, generator=generator, checkpoint=checkpoint)
 
 
-#: ``step(rows, x_rows, level_from, level_to, eta, noise, *extra_noise) -> new x_rows``: one batched reverse step of
-#: the rows ``rows`` (indices into the batch) of a :func:`reverse_loop`.
+#: ``step(x_rows, level_from, level_to, eta, noise, *context_rows, *extra_noise) -> new x_rows``: one batched reverse
+#: step of the rows of a :func:`reverse_loop` that still have steps left (``context_rows``: the same rows of each
+#: ``context`` tensor).
 StepFunction = Callable[..., torch.Tensor]
 
 
@@ -209,6 +210,7 @@ def reverse_loop(
     eta: float = 1.0,
     generator: torch.Generator | None = None,
     checkpoint: bool = False,
+    context: tuple[torch.Tensor, ...] = (),
     extra_noise: int = 0,
 ) -> torch.Tensor:
     """The masked batched loop shared by every reverse process (plain and guided): per-sample level grids, one
@@ -221,6 +223,8 @@ def reverse_loop(
         of the rows' shape. All draws happen here, outside the step, so that a checkpointed step recomputes with the
         same noise (``torch.utils.checkpoint`` restores the global RNG, not an explicit generator).
     :param checkpoint: run each ``step`` under ``torch.utils.checkpoint`` when gradients are enabled.
+    :param context: ``(B, ...)`` tensors whose active rows are passed to ``step`` after ``z`` (e.g. GDMP's
+        guidance targets), so that a step never needs the batch indices.
     :param extra_noise: number of additional noise tensors drawn per iteration (after ``z``) and passed to ``step``.
     :return: ``(B, C, H, W)`` samples at level 0.
     """
@@ -236,10 +240,11 @@ def reverse_loop(
         shape = (rows.numel(), *xt.shape[1:])
         extras = [torch.randn(shape, generator=generator, device=xt.device, dtype=xt.dtype) for _ in range(extra_noise)]
         x_rows = xt.index_select(0, rows)
+        ctx = [c.index_select(0, rows) for c in context]
         if checkpoint and torch.is_grad_enabled():
-            new = _checkpoint(step, rows, x_rows, a, b, step_eta, z, *extras, use_reentrant=False)
+            new = _checkpoint(step, x_rows, a, b, step_eta, z, *ctx, *extras, use_reentrant=False)
         else:
-            new = step(rows, x_rows, a, b, step_eta, z, *extras)
+            new = step(x_rows, a, b, step_eta, z, *ctx, *extras)
         xt = xt.index_copy(0, rows, new)  # out of place: keeps the graph intact
     return xt
 
@@ -257,7 +262,7 @@ def straight_through_noise(
     noise, no reverse steps) get no gradient through ``t``. Only the forward noise scale depends on ``t`` here:
     the reverse trajectory's grid of levels is not differentiated.
 
-    :param model: the diffusion model (for its ``alphas_cumprod``).
+    :param model: the diffusion model (for its level table ``abar_table``).
     :param x: ``(R, C, H, W)`` model-space inputs of ``purify`` (only their value is used in ``c``).
     :param noise: ``(R, C, H, W)`` standard Gaussian forward noise.
     :param t_cont: ``(R,)`` float levels with gradient whose *value* equals ``t_int`` (a straight-through rounding).
@@ -265,7 +270,7 @@ def straight_through_noise(
     :return: ``(R, C, H, W)`` noise equal in value to ``noise``.
     """
     n = model.num_timesteps
-    table = torch.cat([model.alphas_cumprod.new_ones(1), model.alphas_cumprod]).to(x.dtype)
+    table = model.abar_table.to(x.dtype)
     a, s = table.sqrt(), (1.0 - table).clamp(min=0.0).sqrt()
     t_int = t_int.long()
     lo, hi = (t_int - 1).clamp(min=0), (t_int + 1).clamp(max=n)

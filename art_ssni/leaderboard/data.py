@@ -92,13 +92,6 @@ def _to_float(x: np.ndarray, name: str) -> np.ndarray:
     return out
 
 
-def _find(root: Path, names: list[str]) -> Path | None:
-    for name in names:
-        if (root / name).is_file():
-            return root / name
-    return None
-
-
 def _locate(data_dir: str | os.PathLike[str]) -> Path:
     root = Path(data_dir)
     if not root.exists():

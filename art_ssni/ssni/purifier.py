@@ -8,7 +8,7 @@ this module; nobody rebuilds its steps.
 The forward reads (Sun et al. 2025, §4):
 
 (1) score:    ``σ_i = ||mean_k s(x_i, t_k)||_2`` over the ``T'`` smallest timesteps (:func:`art_ssni.ssni.score_norms`);
-(2) reweight: ``t_i = round(r(σ_i))`` with the reference statistics (:func:`~art_ssni.ssni.select_timesteps`);
+(2) reweight: ``t_i = round(r(σ_i))`` with the reference statistics (:func:`~art_ssni.ssni.select_levels`);
 (3) noise:    ``x_{t_i} = sqrt(ᾱ_{t_i}) x_i + sqrt(1 - ᾱ_{t_i}) z_i``;
 (4) reverse:  the base (:class:`~art_ssni.ssni.bases.DiffPure`, ``GNS``, ``GDMP``) denoises each sample to 0.
 
@@ -23,6 +23,9 @@ modes scoring never touches the purification stream (the ``generator`` passed to
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -32,11 +35,12 @@ from art_ssni._common import is_finite_real, is_int, is_real
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.diffusion.sampling import SAMPLERS, straight_through_noise
 from art_ssni.ssni.bases import Base, DiffPure, make_base
+from art_ssni.ssni.presets import paper_defaults
 from art_ssni.ssni.reference import ReferenceStats
-from art_ssni.ssni.reweight import REWEIGHTS, resolve_tau, select_timesteps
+from art_ssni.ssni.reweight import REWEIGHTS, preactivation, resolve_tau, select_levels
 from art_ssni.ssni.score import score_norms
 
-__all__ = ["SCORE_NOISE", "PurifierSetting", "SSNIPurifier", "derive_score_seed"]
+__all__ = ["SCORE_NOISE", "LevelRecord", "PurifierSetting", "SSNIPurifier", "derive_score_seed"]
 
 SCORE_NOISE = ("fixed", "random")
 _V = TypeVar("_V")
@@ -50,16 +54,37 @@ def derive_score_seed(seed: int | None) -> int:
     return int(np.random.SeedSequence([int(seed), 0x55_4E_49]).generate_state(1)[0])
 
 
+@dataclass
+class LevelRecord:
+    """The levels an :class:`SSNIPurifier` chose inside a :meth:`SSNIPurifier.record_levels` block, in call order.
+
+    :param chunks: one ``(B_k,)`` long CPU tensor per :meth:`~SSNIPurifier.levels` call (or forward with given
+        ``t``) made inside the block.
+    """
+
+    chunks: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def levels(self) -> np.ndarray:
+        """All recorded levels, concatenated in call order: numpy ``(sum_k B_k,)`` int64 (empty when none)."""
+        if not self.chunks:
+            return np.zeros(0, dtype=np.int64)
+        return torch.cat(self.chunks).numpy().astype(np.int64)
+
+
 class SSNIPurifier(torch.nn.Module):
     """Sample-Specific Noise Injection purification (Sun et al., ICML 2025, https://arxiv.org/abs/2410.16311).
 
     :param model: the :class:`~art_ssni.diffusion.DiffusionModel` that both scores and purifies.
     :param reweight: ``"sigmoid"`` (SSNI-N), ``"linear"`` (SSNI-L) or ``"constant"`` (the base at ``t_star``).
-    :param t_star: the base method's noise level ``t*`` in ``[1, N - 1]`` (CIFAR-10 DiffPure: 100).
+    :param t_star: the base method's noise level ``t*`` in ``[1, N - 1]``; ``None``: the paper's value for the
+        model's resolution (:func:`~art_ssni.ssni.presets.paper_defaults`: 100 below 128 px, as CIFAR-10; 150 from
+        128 px, as ImageNet).
     :param bias: ``b >= 0`` of the reweighting (paper: 5).
     :param tau: SSNI-N temperature ``τ > 0``; ``None`` uses the std of the reference score norms.
     :param reference: :class:`~art_ssni.ssni.ReferenceStats` of clean score norms (or call :meth:`fit`).
-    :param score_steps: ``T'``, timesteps averaged in the score (paper: 20 on CIFAR-10).
+    :param score_steps: ``T'``, timesteps averaged in the score; ``None``: the paper's value for the model's
+        resolution (20 as CIFAR-10, 50 as ImageNet).
     :param score_noise: ``"fixed"`` (one noise bank from ``score_seed``) or ``"random"`` (see the module docstring).
     :param score_seed: seed of the score noise (``>= 0``), independent of any purification seed.
     :param fit_draws: draws per image :meth:`fit` averages with ``score_noise="random"`` (``>= 1``).
@@ -74,11 +99,23 @@ class SSNIPurifier(torch.nn.Module):
         - x: ``(B, C, H, W)`` in model space ``[-1, 1]``, of the model's dtype and device.
         - output: ``(B, C, H, W)`` purified, model space.
 
+    The levels actually used. Every :meth:`levels` / :meth:`levels_from_norms` call (and so every :meth:`forward`)
+    stores what it returned in :attr:`last_levels` (``(B,)`` long, detached, CPU); a :meth:`forward` with given
+    ``t`` stores ``t``. :meth:`record_levels` collects them over many calls (e.g. an ART ``predict`` that runs the
+    preprocessor batch by batch). With ``score_noise="random"`` re-scoring an input gives other levels: read these.
+
+    A reverse process that produces NaN or inf raises ``FloatingPointError`` (:meth:`purify`): a defence never
+    hands a non-finite image to the classifier.
+
     Examples::
 
         >>> purifier = SSNIPurifier(model, reweight="sigmoid", t_star=100, base=GNS(stages=(30, 50))).fit(x_clean)
         >>> t = purifier.levels(x)                       # (B,) long
         >>> out = purifier(x, generator=torch.Generator().manual_seed(0))
+        >>> purifier.last_levels                         # (B,) the levels that purified ``out``
+        >>> with purifier.record_levels() as record:
+        ...     classifier.predict(x_numpy)              # any number of calls
+        >>> record.levels                                # numpy (N,) int64, in call order
     """
 
     #: the settings the ART face exposes as its own parameters
@@ -92,11 +129,11 @@ class SSNIPurifier(torch.nn.Module):
         model: DiffusionModel,
         *,
         reweight: str = "sigmoid",
-        t_star: int = 100,
+        t_star: int | None = None,
         bias: float = 5.0,
         tau: float | None = None,
         reference: ReferenceStats | None = None,
-        score_steps: int = 20,
+        score_steps: int | None = None,
         score_noise: str = "fixed",
         score_seed: int = 0,
         fit_draws: int = 8,
@@ -108,6 +145,10 @@ class SSNIPurifier(torch.nn.Module):
         batch_size: int | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(model, DiffusionModel) and (t_star is None or score_steps is None):
+            preset = paper_defaults(model)  # a 256 x 256 model never silently gets CIFAR-10's values
+            t_star = preset["t_star"] if t_star is None else t_star
+            score_steps = preset["score_steps"] if score_steps is None else score_steps
         self.model = model
         self.reweight, self.t_star, self.bias, self.tau, self.reference = reweight, t_star, bias, tau, reference
         self.score_steps, self.score_noise, self.score_seed, self.fit_draws = (
@@ -127,6 +168,9 @@ class SSNIPurifier(torch.nn.Module):
         )
         self.check_params()
         self._banks: dict[tuple[int, int, str], torch.Tensor] = {}
+        #: ``(B,)`` long CPU tensor: the levels of the last :meth:`levels` call or :meth:`forward` (``None`` before)
+        self.last_levels: torch.Tensor | None = None
+        self._records: list[LevelRecord] = []
         self._score_generator = torch.Generator()
         self.reset_score_generator()
 
@@ -236,7 +280,7 @@ class SSNIPurifier(torch.nn.Module):
         b = x.shape[0]
         if not self.selects_per_sample:
             dtype = torch.float32 if straight_through else torch.long
-            return torch.full((b,), int(self.t_star), dtype=dtype, device=x.device)
+            return self._remember(torch.full((b,), int(self.t_star), dtype=dtype, device=x.device))
         if self.reference is None:
             raise ValueError(
                 f"reference: reweight={self.reweight!r} is not fitted; call fit(x_clean) or pass "
@@ -247,11 +291,17 @@ class SSNIPurifier(torch.nn.Module):
         return self.levels_from_norms(norms, straight_through=straight_through)
 
     def levels_from_norms(self, norms: torch.Tensor, *, straight_through: bool = False) -> torch.Tensor:
-        """(2) the reweighting alone: ``(B,)`` score norms -> ``(B,)`` levels (as :meth:`levels`)."""
+        """(2) the reweighting alone: ``(B,)`` score norms -> ``(B,)`` levels (as :meth:`levels`).
+
+        With ``straight_through=True`` the float levels carry the gradient of the continuous reweighting (see
+        :func:`~art_ssni.ssni.select_levels`); pass them to :meth:`purify` / :meth:`forward` as ``t``."""
         if not self.selects_per_sample:
             dtype = norms.dtype if straight_through else torch.long
-            return torch.full(norms.shape, int(self.t_star), dtype=dtype, device=norms.device)
-        return select_timesteps(
+            return self._remember(torch.full(norms.shape, int(self.t_star), dtype=dtype, device=norms.device))
+        return self._remember(self._select(norms, straight_through=straight_through))
+
+    def _select(self, norms: torch.Tensor, *, straight_through: bool) -> torch.Tensor:
+        return select_levels(
             norms,
             self.reference,
             reweight=self.reweight,
@@ -261,6 +311,40 @@ class SSNIPurifier(torch.nn.Module):
             num_timesteps=self.model.num_timesteps,
             straight_through=straight_through,
         )
+
+    def preactivation(self, norms: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` pre-activation of the reweighting (:func:`art_ssni.ssni.reweight.preactivation`) with this
+        purifier's reference, ``tau`` and ``reweight``; differentiable in ``norms``. Attacks on the selection use it
+        as the score term in the reweighting's natural units."""
+        if not self.selects_per_sample:
+            raise ValueError("reweight: 'constant' has no pre-activation (the level does not depend on the score).")
+        if self.reference is None:
+            raise ValueError(f"reference: reweight={self.reweight!r} is not fitted; call fit(x_clean) first.")
+        return preactivation(norms, self.reference, reweight=self.reweight, tau=self.tau)
+
+    # ------------------------------------------------------------------ the levels actually used
+    def _remember(self, t: torch.Tensor) -> torch.Tensor:
+        """Store ``t`` as :attr:`last_levels` (and in every open :meth:`record_levels` block); returns ``t``."""
+        used = t.detach().round().long().cpu() if t.is_floating_point() else t.detach().long().cpu()
+        self.last_levels = used
+        for record in self._records:
+            record.chunks.append(used)
+        return t
+
+    @contextmanager
+    def record_levels(self) -> Iterator[LevelRecord]:
+        """Collect the levels of every :meth:`levels` call (hence every forward) made inside the block.
+
+        >>> with purifier.record_levels() as record:
+        ...     pre(x)                  # the ART face calls purifier.levels once per forward
+        >>> record.levels               # numpy (N,) int64
+        """
+        record = LevelRecord()
+        self._records.append(record)
+        try:
+            yield record
+        finally:
+            self._records.remove(record)
 
     def fit(self, x: torch.Tensor) -> SSNIPurifier:
         """Learn the reference statistics from clean model-space images ``x`` (``(N, C, H, W)``; paper: 5,000
@@ -312,7 +396,47 @@ class SSNIPurifier(torch.nn.Module):
         options: dict[str, Any] = {"sampler": self.sampler, "steps": self.steps, "eta": float(self.eta)}
         options["checkpoint"] = self.checkpoint
         options.update(engine)
-        return self.base(self.model, x, t, t_star=int(self.t_star), generator=generator, noise=noise, **options)
+        out = self.base(self.model, x, t, t_star=int(self.t_star), generator=generator, noise=noise, **options)
+        finite = torch.isfinite(out.detach()).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().squeeze(1)
+            raise FloatingPointError(
+                f"the reverse process of base={self.base!r} (sampler={options['sampler']!r}, "
+                f"steps={options['steps']!r}) produced NaN or inf for {bad.numel()} of {out.shape[0]} samples (levels "
+                f"{sorted({int(v) for v in t[bad.to(t.device)].tolist()})[:8]}); no purified image is returned."
+            )
+        return out
+
+    def forward_straight_through(
+        self, x: torch.Tensor, *, copies: int = 1, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole pipeline differentiable in ``x`` *through the selection* (for attacks on the levels).
+
+        (1) score norms with gradient -- every copy its own draw with ``score_noise="random"``, one scoring of ``x``
+        shared by its copies with the fixed bank; (2) straight-through levels (:meth:`levels_from_norms`: rounded
+        value, gradient of the continuous reweighting); (3)-(4) :meth:`purify`, whose forward noise carries the
+        level's gradient (:func:`~art_ssni.diffusion.sampling.straight_through_noise`). With
+        ``reweight="constant"`` the levels are ``t*`` and only (3)-(4) run.
+
+        :param x: ``(B, C, H, W)`` model-space inputs (with ``requires_grad`` for a gradient).
+        :param copies: ``M >= 1`` sample-major copies of every input (EOT), each purified independently.
+        :param generator: the purification stream.
+        :return: ``(out, norms)``: ``(B·M, C, H, W)`` purified copies, and their ``(B·M,)`` score norms with
+            gradient (``None`` for ``reweight="constant"``). Single-stage bases only (``ValueError`` otherwise).
+        """
+        if not is_int(copies) or copies < 1:
+            raise ValueError(f"copies must be an int >= 1, got {copies!r}.")
+        if self.selects_per_sample and not self.base.single_stage:
+            raise ValueError(f"base: straight-through levels need a single-stage base, got {self.base!r}.")
+        m = int(copies)
+        xr = x.repeat_interleave(m, dim=0) if m > 1 else x
+        if not self.selects_per_sample:
+            return self.purify(xr, self.levels(xr), generator=generator), None
+        if self.reference is None:
+            raise ValueError(f"reference: reweight={self.reweight!r} is not fitted; call fit(x_clean) first.")
+        norms = self.score_norms(xr) if self.score_noise == "random" else self.score_norms(x).repeat_interleave(m)
+        t = self.levels_from_norms(norms, straight_through=True)  # (2)
+        return self.purify(xr, t, generator=generator), norms  # (3)-(4)
 
     def forward(
         self,
@@ -322,9 +446,13 @@ class SSNIPurifier(torch.nn.Module):
         *,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Purify model-space ``x`` (``(B, C, H, W)``): score → reweight (unless ``t`` is given) → noise → reverse."""
+        """Purify model-space ``x`` (``(B, C, H, W)``): score → reweight (unless ``t`` is given) → noise → reverse.
+
+        The levels used are left in :attr:`last_levels`."""
         if t is None:
             t = self.levels(x)  # (1) score and (2) reweight
+        else:
+            self._remember(t)
         return self.purify(x, t, noise=noise, generator=generator)  # (3) noise and (4) reverse with the base
 
 

@@ -1,17 +1,20 @@
 """Reweighting: from score norms to per-sample noise levels (Sun et al. 2025, §4.2).
 
 Each function maps ``(B,)`` score norms to ``(B,)`` *continuous* levels (float, differentiable in the norms where
-the formula is); :func:`select_timesteps` rounds half-up and clamps them to ``[0, N - 1]``.
+the formula is); :func:`select_levels` rounds half-up and clamps them to ``[0, N - 1]``. :func:`preactivation` is the
+quantity inside the sigmoid / clip (``z`` below), in natural units for attacks on the selection.
 
-* ``sigmoid`` (SSNI-N): (1) ``t_i = sigmoid((σ_i - μ) / τ) · (t* - 1 + b)``.
-* ``linear`` (SSNI-L):  (2) ``t_i = clip((σ_i - σ_min) / (σ_max - σ_min), 0, 1) · (t* - 1) + b``, with σ_min / σ_max
-  taken from the reference statistics only, so a sample's level never depends on its batch-mates. The authors'
-  batch-dependent bounds (reference ∪ current batch) exist only behind ``batch_dependent=True``.
+* ``sigmoid`` (SSNI-N): (1) ``t_i = sigmoid(z_i) · (t* - 1 + b)``, ``z_i = (σ_i - μ) / τ``.
+* ``linear`` (SSNI-L):  (2) ``t_i = clip(z_i, 0, 1) · (t* - 1) + b``, ``z_i = (σ_i - σ_min) / (σ_max - σ_min)``,
+  with σ_min / σ_max taken from the reference statistics only, so a sample's level never depends on its
+  batch-mates. The authors' batch-dependent bounds (reference ∪ current batch) exist only behind
+  ``batch_dependent=True``.
 * ``constant`` (DiffPure): (3) ``t_i = t*``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +23,16 @@ import torch
 from art_ssni._common import is_finite_real, is_int
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["REWEIGHTS", "constant", "linear", "resolve_tau", "select_timesteps", "sigmoid"]
+__all__ = [
+    "REWEIGHTS",
+    "constant",
+    "linear",
+    "preactivation",
+    "resolve_tau",
+    "select_levels",
+    "select_timesteps",
+    "sigmoid",
+]
 
 
 def _check_inputs(norms: Any, reference: Any, t_star: Any, bias: Any, *, need_reference: bool) -> None:
@@ -115,7 +127,27 @@ def constant(
 REWEIGHTS: dict[str, Callable[..., torch.Tensor]] = {"sigmoid": sigmoid, "linear": linear, "constant": constant}
 
 
-def select_timesteps(
+def preactivation(
+    norms: torch.Tensor, reference: ReferenceStats, *, reweight: str, tau: float | None = None
+) -> torch.Tensor:
+    """``(B,)`` pre-activation ``z`` of the reweighting, differentiable in ``norms`` (same dtype as ``norms``).
+
+    (1) ``z = (σ - μ) / τ`` for ``"sigmoid"`` (``tau=None``: ``reference.std``), (2) ``z = (σ - σ_min) / (σ_max -
+    σ_min)`` for ``"linear"`` (reference bounds); ``"constant"`` has none (``ValueError``): its level ignores ``σ``.
+    """
+    _check_inputs(norms, reference, 1, 0.0, need_reference=True)
+    if reweight == "sigmoid":
+        return (norms - reference.mean) / resolve_tau(reference, tau)
+    if reweight == "linear":
+        if reference.max <= reference.min:
+            raise ValueError(f"reference: SSNI-L needs max > min, got min={reference.min}, max={reference.max}.")
+        return (norms - reference.min) / (reference.max - reference.min)
+    raise ValueError(
+        f"reweight must be 'sigmoid' or 'linear' (the reweightings with a pre-activation), got {reweight!r}."
+    )
+
+
+def select_levels(
     norms: torch.Tensor,
     reference: ReferenceStats | None,
     *,
@@ -146,3 +178,13 @@ def select_timesteps(
     if straight_through:
         return continuous.clamp(0, num_timesteps - 1) + (rounded - continuous.clamp(0, num_timesteps - 1)).detach()
     return rounded.long()
+
+
+def select_timesteps(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """Deprecated alias of :func:`select_levels` (one name, "levels", for the chosen ``t``); removed in 0.5."""
+    warnings.warn(
+        "art_ssni.ssni.select_timesteps is deprecated; use select_levels (same arguments).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return select_levels(*args, **kwargs)

@@ -3,6 +3,7 @@
 >>> from art_ssni import zoo
 >>> models = zoo.load("digits")                       # DiffusionModel + classifier + data split + defaults
 >>> models.x_test.shape, models.t_star, models.eps    # ((450, 1, 8, 8), 200, 0.2)
+>>> pre, clf = zoo.defended("ssni-n", sampler="ddim", steps=10)   # the zoo's defence behind the zoo's classifier
 
 Weights are read from the package folder ``art_ssni/zoo/weights/<name>/`` (safetensors and JSON only, no pickle,
 no download). ``docs/zoo.md`` documents the split, the architectures and the measured metrics.
@@ -26,12 +27,16 @@ from art_ssni.zoo.data import load_digits_split
 from art_ssni.zoo.files import ZOO_CONFIG, ZOO_METRICS, ZOO_REFERENCE
 
 if TYPE_CHECKING:
+    from art.estimators.classification import PyTorchClassifier
+
+    from art_ssni.preprocessor import SSNIPreprocessor
     from art_ssni.zoo.train import train_zoo
 
 __all__ = [
     "DigitsCNN",
     "ZooModels",
     "available",
+    "defended",
     "load",
     "load_digits_split",
     "metrics",
@@ -160,6 +165,68 @@ def load(
         score_steps=score_steps,
         path=root,
     )
+
+
+def defended(
+    defence: str = "ssni-n",
+    *,
+    models: ZooModels | None = None,
+    name: str = "digits",
+    device: str = "cpu",
+    **overrides: Any,
+) -> tuple[SSNIPreprocessor | None, PyTorchClassifier]:
+    """The zoo's defence ``defence`` behind the zoo's classifier: ``(preprocessor, ART classifier)``.
+
+    The one home of "a named defence on the zoo" for the study scripts, benchmarks and examples. The defence is
+    :func:`art_ssni.defences.make` on the zoo's diffusion model with the zoo's defaults -- its ``reference``
+    statistics (and their score bank), ``score_steps`` and ``t_star`` (unless the preset fixes its own, as GDMP's
+    36) -- and the preset sized for the zoo's images (:func:`art_ssni.defences.sized_for`: GDMP's guidance scale).
+    ``overrides`` win over all of these (e.g. ``sampler="ddim", steps=10, seed=0, eot_samples=4``).
+
+    >>> pre, clf = zoo.defended("ssni-n", sampler="ddim", steps=10, seed=0)
+    >>> plain = zoo.defended("none")[1]                                  # the undefended classifier
+    >>> pre, clf = zoo.defended("diffpure", models=dataclasses.replace(zoo.load(), t_star=100))
+
+    :param defence: a name of :func:`art_ssni.defences.available`, or ``"none"`` (no preprocessor).
+    :param models: a loaded zoo entry (e.g. with another ``t_star``); ``None`` loads ``name`` on ``device``.
+    :param name: the zoo entry loaded when ``models`` is ``None``.
+    :param device: ``"cpu"`` or ``"cuda"``: where ``models`` live and the ART ``device_type`` of both objects.
+    :param overrides: :class:`~art_ssni.SSNIPreprocessor` keywords.
+    :return: the :class:`~art_ssni.SSNIPreprocessor` (``None`` for ``"none"``) and an ART ``PyTorchClassifier``
+        (cross-entropy loss, the zoo's ``input_shape``, ``nb_classes`` and ``clip_values``) with it as its
+        preprocessing defence. Imports ART on first use (loading the zoo never does).
+    """
+    from art_ssni import defences
+    from art_ssni._common import art_device_type
+    from art_ssni.evaluation.compare import defended_classifier
+
+    if not isinstance(defence, str) or (defence != "none" and defence not in defences.available()):
+        raise ValueError(f"defence must be 'none' or one of {defences.available()}, got {defence!r}.")
+    if models is not None and not isinstance(models, ZooModels):
+        raise TypeError(f"models must be a ZooModels (zoo.load(...)) or None, got {type(models).__name__}.")
+    zoo_models = load(name, device) if models is None else models
+    device_type = art_device_type(device)
+    input_shape = tuple(int(d) for d in zoo_models.x_test.shape[1:])
+    pre = None
+    if defence != "none":
+        try:
+            preset_t_star = defences.spec(defence).t_star
+        except ValueError:  # registered without a spec: the zoo's t* is the only one there is
+            preset_t_star = None
+        settings: dict[str, Any] = {"score_steps": zoo_models.score_steps, "device_type": device_type}
+        if preset_t_star is None:
+            settings["t_star"] = zoo_models.t_star
+        settings.update(defences.sized_for(defence, input_shape))
+        settings.update(overrides)
+        reference = settings.pop("reference", zoo_models.reference)
+        pre = defences.make(defence, zoo_models.diffusion, reference=reference, **settings)
+    elif overrides:
+        raise ValueError(f"overrides: defence 'none' has no preprocessor to pass {sorted(overrides)} to.")
+    clf = defended_classifier(
+        zoo_models.classifier, pre, input_shape=input_shape, nb_classes=zoo_models.nb_classes,
+        clip_values=zoo_models.clip_values, device_type=device_type,
+    )  # fmt: skip
+    return pre, clf
 
 
 def __getattr__(name: str) -> Any:
