@@ -87,9 +87,7 @@ def run(args: argparse.Namespace) -> dict:
                 "clean": single["clean"],
                 "torchattacks-eot-pgd": single["torchattacks-eot-pgd"],
                 "pgd-eot": single["pgd-eot"],
-                "first_judging": {
-                    k: float(np.mean(first[k])) for k in ("clean", "torchattacks-eot-pgd", "pgd-eot")
-                },
+                "first_judging": {k: float(np.mean(first[k])) for k in ("clean", "torchattacks-eot-pgd", "pgd-eot")},
                 "mcnemar_p": mcnemar_p(first["pgd-eot"], first["torchattacks-eot-pgd"]),
                 "max_perturbation": {
                     "torchattacks-eot-pgd": float(np.abs(adv_theirs - x).max()),

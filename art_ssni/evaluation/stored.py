@@ -48,7 +48,10 @@ def save_adversarial(
     from safetensors.numpy import save_file
 
     path = Path(path)
-    tensors = {"x": np.ascontiguousarray(x, dtype=np.float32), "y": np.ascontiguousarray(y, dtype=np.int64)}
+    tensors: dict[str, np.ndarray] = {
+        "x": np.ascontiguousarray(x, dtype=np.float32),
+        "y": np.ascontiguousarray(y, dtype=np.int64),
+    }
     for name, values in adversarial.items():
         if np.shape(values) != np.shape(x):
             raise ValueError(f"adversarial[{name!r}] has shape {np.shape(values)}, expected {np.shape(x)}.")

@@ -180,7 +180,7 @@ def run_leaderboard(
             clip_values=(0.0, 1.0),
             device_type=device_type,
         )
-        config = {
+        config: dict[str, Any] = {
             # identity only: paths may move between runs, the fingerprints below pin the data and the weights
             "info": {k: info[k] for k in ("name", "model", "dataset") if k in info},
             "defence": defence,
