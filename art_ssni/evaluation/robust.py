@@ -281,7 +281,7 @@ def judge_submissions(
         },
         worst_case_source=[names[p] for p in pick["single"]],
         worst_case_sources={p: [names[i] for i in v] for p, v in pick.items()},
-        every_candidate_correct=[bool(v) for v in single[:, 0].all(axis=0)],
+        every_candidate_correct=[bool(v) for v in np.asarray(single[:, 0].all(axis=0)).reshape(-1)],
         worst_case_inputs=cands[pick["single"], cols],
         adversarial={a: np.asarray(v, dtype=np.float32) for a, v in adversarial.items()},
     )
