@@ -352,3 +352,26 @@ def test_defaults_follow_the_models_resolution():
     assert (explicit.t_star, explicit.score_steps) == (100, 20)
     with pytest.raises(ValueError, match="model_or_size must be a DiffusionModel or an image side"):
         paper_defaults("cifar10")
+
+
+def test_repeated_rows_are_scored_once_with_the_same_values_and_gradients(model, images, fitted_ref):
+    """Issue 26 item 2: with the fixed bank a norm depends on the input alone; the copies of a judging or EOT call
+    are scored once (U · T' UNet rows), giving the values and the input gradients of scoring every row."""
+    pur = make(model, reference=fitted_ref).purifier
+    x = torch.as_tensor(images[:3]) * 2 - 1
+    copies = x.repeat_interleave(4, dim=0)  # 12 rows, 3 distinct
+    model.reset_nfe()
+    once = pur.score_norms(copies)
+    rows_once = model.nfe
+    pur._score_distinct_only = False
+    model.reset_nfe()
+    every = pur.score_norms(copies)
+    assert model.nfe == 4 * rows_once  # the saving: 3 · T' rows instead of 12 · T'
+    torch.testing.assert_close(once, every, rtol=1e-5, atol=1e-5)
+    grads = []
+    for distinct_only in (True, False):
+        pur._score_distinct_only = distinct_only
+        xg = x.clone().requires_grad_(True)
+        pur.score_norms(xg.repeat_interleave(4, dim=0)).square().sum().backward()
+        grads.append(xg.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
