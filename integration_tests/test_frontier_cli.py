@@ -54,7 +54,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_frontier_help():
     done = run("-m", "art_ssni.cli", "frontier", "--help")
     assert done.returncode == 0, done.stderr
-    assert "--budget {quick,strong,paper}" in done.stdout and "--t-stars" in done.stdout
+    assert "--budget {evaluate,quick,strong,paper}" in done.stdout and "--t-stars" in done.stdout
 
 
 def test_tiny_frontier_run_docs_and_leaderboard_page(tmp_path):
