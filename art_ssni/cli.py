@@ -17,6 +17,7 @@ from typing import Any
 
 from art_ssni.cli_args import (
     ATTACK_WEIGHT_OPTIONS,
+    NPROC_OPTION,
     CLIError,
     LogProgress,
     Spec,
@@ -33,6 +34,8 @@ from art_ssni.cli_args import (
     one_name,
     positive_float,
     positive_int,
+    run_sharded,
+    shard_count,
     threat_model,
     unit_float,
 )
@@ -204,11 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         (("--model-dir",), dict(type=Path, default=Path("models"), help="RobustBench models")),
         (("--n-ref",), dict(type=positive_int, default=5000, help="training images to fit the reference on")),
         (("--out",), dict(type=Path, default=Path("results/leaderboard"), help="output folder")),
+        NPROC_OPTION,
         (("--batch-size",), dict(type=positive_int, default=32, help="examples per batch")),
         (("--surrogate-steps",), dict(type=positive_int, default=None, help="DDIM steps of the surrogate")),
     ])  # fmt: skip
     add_render_arguments(lb)
-    lb.set_defaults(func=_cmd_leaderboard)
+    lb.set_defaults(func=_cmd_leaderboard, preflight=_check_leaderboard)
     add_frontier_parser(sub, common)
 
     rj = sub.add_parser(
@@ -352,7 +356,6 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from art_ssni.leaderboard import leaderboard
     from art_ssni.leaderboard.api import default_eps
 
-    check_writable(args.out)
     _check_leaderboard(args)
     steps = args.steps if args.sampler == "ddim" else None
     optional = {"t_star": args.t_star, "steps": steps, "surrogate_steps": args.surrogate_steps}
@@ -390,6 +393,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _check_leaderboard(args: argparse.Namespace) -> None:
     """What a leaderboard run would fail on later, from files alone (before any model is loaded or defence runs)."""
+    check_writable(args.out)
     from art_ssni.diffusion.hub import num_train_timesteps, resolve
     from art_ssni.leaderboard.data import DATASETS
 
@@ -416,6 +420,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    nproc = shard_count(args)
+    if nproc > 1:  # leaderboard and frontier shard over every core by default (--nproc 1: one process)
+        try:
+            args.preflight(args)  # refuse bad arguments here, once, not in every process
+        except (CLIError, ValueError, TypeError, FileNotFoundError, OSError) as err:
+            print(f"art-ssni {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        return run_sharded(list(sys.argv[1:] if argv is None else argv), nproc)
     stderr = sys.stderr
     logged = not getattr(args, "quiet", False) and not (hasattr(stderr, "isatty") and stderr.isatty())
     if logged:

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 __all__ = [
     "ATTACK_WEIGHT_OPTIONS",
+    "NPROC_OPTION",
     "CLIError",
     "LogProgress",
     "check_eps",
@@ -30,6 +31,8 @@ __all__ = [
     "Spec",
     "add_options",
     "check_writable",
+    "run_sharded",
+    "shard_count",
     "csv_names",
     "csv_names_or_none",
     "csv_positive_floats_or_none",
@@ -345,3 +348,53 @@ class LogProgress(io.TextIOBase):
         if self._status:
             self._offer(self._status)
         return len(text)
+
+
+#: ``--nproc`` of the sharded subcommands (leaderboard, frontier)
+NPROC_OPTION = (
+    ("--nproc",),
+    dict(
+        type=positive_int,
+        default=None,
+        help="processes to shard the batches over, one torch thread each (default: every CPU core, or every GPU "
+        "with --device cuda; 1: no sharding); the numbers are those of one process",
+    ),
+)
+
+
+def shard_count(args: argparse.Namespace) -> int:
+    """How many processes ``args`` asks for: ``--nproc``, else every CPU core (every GPU with ``--device cuda``);
+    1 when already under ``torchrun`` (``RANK`` set) or rendering."""
+    if "RANK" in os.environ or getattr(args, "render", None) is not None or not hasattr(args, "nproc"):
+        return 1
+    if args.nproc is not None:
+        return int(args.nproc)
+    if getattr(args, "device", "cpu") == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return max(1, os.cpu_count() or 1)
+
+
+def run_sharded(argv: Sequence[str], nproc: int) -> int:
+    """Run ``art-ssni argv`` as ``nproc`` processes under ``torch.distributed.run`` (one torch thread each); returns
+    the exit status. Every batch's draws are seeded by the batch, not the rank: the numbers are one process's."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={int(nproc)}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+        "-m",
+        "art_ssni.cli",
+        *argv,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(command, env=env, check=False).returncode

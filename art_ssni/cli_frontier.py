@@ -20,6 +20,7 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
     ``--seed``, ``--device``, ``--quiet``); returns its parser."""
     from art_ssni.cli_args import (  # noqa: F401 -- one import list
         ATTACK_WEIGHT_OPTIONS,
+        NPROC_OPTION,
         add_options,
         csv_names_or_none,
         csv_positive_floats_or_none,
@@ -84,8 +85,9 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
         "--surrogate-steps", type=positive_int, default=None, help="DDIM steps of the surrogate (default: 10)"
     )
     fr.add_argument("--out", type=Path, default=Path("results/frontier"), help="output folder (default: %(default)s)")
+    add_options(fr, [NPROC_OPTION])
     fr.add_argument("--no-plots", action="store_true", help="write results.json only")
-    fr.set_defaults(func=_cmd_frontier)
+    fr.set_defaults(func=_cmd_frontier, preflight=preflight_frontier)
     return fr
 
 
@@ -105,22 +107,29 @@ FRONTIER_PROTOCOL_OPTIONS = (
 )
 
 
-def _cmd_frontier(args: argparse.Namespace) -> int:
-    import torch
-
-    from art_ssni.attacks.protocol import AttackProtocol
+def preflight_frontier(args: argparse.Namespace) -> Any:
+    """Everything a frontier run would fail on later, refused before any defence runs; returns the zoo's models."""
     from art_ssni.cli_args import check_eps, check_n_images, check_t_star, check_writable
-    from art_ssni.leaderboard.frontier import frontier, frontier_points
     from art_ssni.zoo import load
 
     check_writable(args.out)
     check_eps(args.eps, "Linf", (1, 8, 8))
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     models = load("digits", device=args.device)
     for flag, values in (("--t-stars", args.t_stars), ("--tau-t-star", [args.tau_t_star] if args.tau_t_star else [])):
         for t_star in values:
             check_t_star(t_star, models.diffusion.num_timesteps, flag)
     check_n_images(args.n_ex, models.x_test.shape[0], "the digits zoo's data")
+    return models
+
+
+def _cmd_frontier(args: argparse.Namespace) -> int:
+    import torch
+
+    from art_ssni.attacks.protocol import AttackProtocol
+    from art_ssni.leaderboard.frontier import frontier, frontier_points
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    models = preflight_frontier(args)
     points = frontier_points(
         args.defences, args.t_stars, tau_scales=args.tau_scales, tau_t_star=args.tau_t_star, extra_defences=args.extra
     )
