@@ -41,7 +41,8 @@ def main() -> int:
         f"thread(s), torch {results['versions']['torch']}; t* = {t_star}, sampler "
         f"{s['defence']['sampler']}{'-' + str(s['defence']['steps']) if s['defence']['sampler'] == 'ddim' else ''}, "
         f"gradient {s['defence']['gradient']}. The three deployment protocols are defined in the "
-        "[evaluation guide](docs/evaluation-guide.md#three-deployment-protocols)."
+        "[evaluation guide](docs/evaluation-guide.md#three-deployment-protocols); the worst case is the attacker's "
+        "[one submission per sample](docs/evaluation-guide.md#the-attackers-one-submission)."
     )
     stand_ins = sorted({f"{a} on {row['defence']}" for row in results["defences"] for a in row["substituted"]})
     if stand_ins:  # e.g. the score-aware attack needs SSNI's selector
