@@ -63,7 +63,7 @@ def test_at_least_as_strong_as_plain_pgd_without_eot():
     torch.manual_seed(1)
     clf = noisy_classifier()
     x0, y, _ = toy_data(600)
-    ours = PGDEOT(clf, eps=EPS, max_iter=20, eot_iter=1, verbose=False).generate(x0, y)
+    ours = PGDEOT(clf, eps=EPS, eps_step=EPS / 4, max_iter=20, eot_iter=1, verbose=False).generate(x0, y)
     plain = ProjectedGradientDescent(clf, eps=EPS, eps_step=EPS / 4, max_iter=20, verbose=False).generate(x0, y)
     assert rejudged_accuracy(clf, ours, y) <= rejudged_accuracy(clf, plain, y) + 0.01
 

@@ -445,7 +445,11 @@ def test_leaderboard_validation(tmp_path):
     with pytest.raises(ValueError, match="diffusion: a local diffusers folder or a Hub repo id is required"):
         leaderboard("Standard", dataset="cifar10", out=tmp_path)
     with pytest.raises(ValueError, match="eps: no default for digits L2"):
-        leaderboard(threat_model="L2", out=tmp_path, **TINY)
+        from art_ssni.leaderboard.api import default_eps
+
+        default_eps("digits", "L2")
+    with pytest.raises(TypeError, match="protocol must be an art_ssni AttackProtocol or None"):
+        leaderboard(out=tmp_path, protocol={"eps": 0.1})
 
 
 def test_cli_leaderboard(tmp_path, capsys):

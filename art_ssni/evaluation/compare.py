@@ -74,7 +74,7 @@ def defended_classifier(
 
     from art_ssni._inputs import DefendedClassifier
 
-    if preprocessor is not None:
+    if preprocessor is not None and hasattr(preprocessor, "check_estimator"):  # any ART preprocessor may be passed
         preprocessor.check_estimator(SimpleNamespace(clip_values=clip_values))
     return DefendedClassifier(
         classifier,
