@@ -121,8 +121,7 @@ def test_keeps_its_own_result_on_ties(model, images, monkeypatch):
 
 @pytest.mark.parametrize("reweight", ["constant", "sigmoid"])
 def test_registry_entries_build_with_their_requirements(model, images, reweight):
-    from art_ssni.attacks import LowFrequencyPGD, SelectiveEOTPGD
-    from art_ssni.attacks import PGDEOT
+    from art_ssni.attacks import PGDEOT, LowFrequencyPGD, SelectiveEOTPGD
     from art_ssni.attacks.protocol import AttackProtocol
     from art_ssni.attacks.registry import applicable, build
     from art_ssni.attacks.requirements import meets
