@@ -57,11 +57,16 @@ _COLUMN_HELP = {
     "Method": ("the defence (and classifier) of the entry, as submitted", ""),
     "Clean accuracy": ("clean inputs classified correctly, one fresh prediction each", "three-deployment-protocols"),
     "Robust accuracy (worst case, single)": (
-        "the clean input AND every attack's output each classified correctly by one fresh prediction",
-        "three-deployment-protocols",
+        "the attacker's one submission per example (the clean input or one attack's output, picked on its own "
+        "draws) classified correctly by one fresh prediction",
+        "the-attackers-one-submission",
     ),
-    "AutoAttack (rand) accuracy": ("the worst case over APGD-CE and APGD-DLR only (AutoAttack rand)", "the-attacks"),
-    "Robust accuracy (vote-K)": ("the worst case when the defence decides by a majority of K purifications",
+    "AutoAttack (rand) accuracy": (
+        "RobustBench's AND over the clean input, APGD-CE and APGD-DLR (AutoAttack rand; on a randomized defence an "
+        "attacker resubmitting three inputs)",
+        "the-attacks",
+    ),
+    "Robust accuracy (vote-K)": ("the attacker's submission when the defence decides by a majority of K purifications",
                                  "three-deployment-protocols"),
     "n": ("test examples (the first n of the test set); the intervals are 95 % Wilson intervals",
           "reporting-results-honestly"),
@@ -192,9 +197,9 @@ def leaderboard_rows(infos: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]
 
 
 _EXPLAINED = (
-    "Accuracies in %, 95 % Wilson intervals in brackets. Robust = the clean input and every attack's output each "
-    "classified correctly (per example). Ranked by worst-case robust accuracy under the single protocol, separately "
-    "for each dataset, threat model and radius."
+    "Accuracies in %, 95 % Wilson intervals in brackets. Robust = the attacker's one submission per example (the clean "
+    "input or one attack's output, picked on its own draws) classified correctly by fresh draws. Ranked by "
+    "worst-case robust accuracy under the single protocol, separately for each dataset, threat model and radius."
 )
 #: characters a Markdown renderer would read as markup (links, emphasis, code, tables, raw HTML)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
