@@ -44,7 +44,7 @@ def progress_lines(folder: Path) -> list[str]:
     return lines or ["- no batch has finished yet"]
 
 
-def write_progress(folder: Path, out: Path, readme: bool) -> None:
+def write_progress(folder: Path, out: Path, readme: bool, board: Path) -> None:
     """docs/frontier.md (and README's block) while the run has no finished point: its command and progress."""
     status = progress_lines(folder)
     text = [
@@ -68,7 +68,6 @@ def write_progress(folder: Path, out: Path, readme: bool) -> None:
         "",
         "The 0.3.0 frontier (weak budget, AND worst case) is withdrawn: [frontier-0.3.0.md](frontier-0.3.0.md).",
     ]
-    board = Path("docs/leaderboard.md")
     board.write_text(
         to_markdown(
             [],
@@ -348,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-readme", dest="readme", action="store_false", help="leave README.md's verdict block alone")
     args = ap.parse_args(argv)
     if not args.results.is_file():  # a run whose first point has not finished: its command and progress only
-        write_progress(args.results.parent, args.out, args.readme)
+        write_progress(args.results.parent, args.out, args.readme, args.leaderboard)
         print(f"wrote {args.out} (run in progress)")
         return 0
     results = json.loads(args.results.read_text())
