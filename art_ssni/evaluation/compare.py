@@ -23,6 +23,7 @@ from art.estimators.classification import PyTorchClassifier
 
 from art_ssni import defences as registry
 from art_ssni.attacks import registry as attack_registry
+from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.protocol import AttackProtocol
 from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
@@ -32,7 +33,7 @@ from art_ssni.evaluation.stored import save_adversarial
 from art_ssni.preprocessor import SSNIPreprocessor
 from art_ssni.ssni.reference import ReferenceStats
 
-__all__ = ["DefenceEvaluation", "build_attacks", "compare_defences", "defended_classifier", "judge_run"]
+__all__ = ["DefenceEvaluation", "build_attacks", "compare_defences", "defended_classifier", "judge_run", "levels_used"]
 
 
 @dataclass
@@ -172,13 +173,23 @@ def compare_defences(
         if is_ssni and pre is not None:
             pre.reset_generator()
             worst = result.worst_case_inputs
-            row.t_clean = pre.timesteps(x).tolist()
-            row.t_adversarial = pre.timesteps(worst).tolist()
+            row.t_clean = levels_used(clf, x).tolist()
+            row.t_adversarial = levels_used(clf, worst).tolist()
             row.worst_case_source = list(result.worst_case_source)
             row.norms_clean = pre.score_norms(x).tolist()
             row.norms_adversarial = pre.score_norms(worst).tolist()
         rows.append(row)
     return rows
+
+
+def levels_used(clf: Any, x: np.ndarray) -> np.ndarray:
+    """``(N,)`` the levels the defence actually used in one prediction of ``x`` (recorded by the purifier,
+    :meth:`~art_ssni.ssni.SSNIPurifier.record_levels`; with ``score_noise="random"`` a re-scoring would draw other
+    levels)."""
+    pre = find_preprocessor(clf)
+    with pre.purifier.record_levels() as record:
+        clf.predict(np.asarray(x, dtype=np.float32), batch_size=max(1, len(x)))
+    return record.levels
 
 
 def judge_run(

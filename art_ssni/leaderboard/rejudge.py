@@ -21,7 +21,7 @@ from typing import Any
 from art_ssni import defences as registry
 from art_ssni._common import art_device_type, write_json_atomic
 from art_ssni.attacks.protocol import AttackProtocol
-from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.evaluation.compare import defended_classifier, levels_used
 from art_ssni.evaluation.records import array_fingerprint
 from art_ssni.evaluation.robust import judge_submissions
 from art_ssni.evaluation.run import ADVERSARIAL_FOLDER, defence_settings
@@ -112,7 +112,7 @@ def rejudge(run_dir: str | os.PathLike[str], *, device: str = "cpu", **changes: 
         row["result"] = result.to_dict()
         if pre is not None and row.get("t_clean"):
             pre.reset_generator()
-            row["t_adversarial"] = pre.timesteps(result.worst_case_inputs).tolist()
+            row["t_adversarial"] = levels_used(clf, result.worst_case_inputs).tolist()
             row["norms_adversarial"] = pre.score_norms(result.worst_case_inputs).tolist()
             row["worst_case_source"] = list(result.worst_case_source)
     s["protocol"] = protocol.to_dict()

@@ -34,7 +34,7 @@ from art_ssni import defences as registry
 from art_ssni._common import art_device_type, versions
 from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
-from art_ssni.evaluation.compare import defended_classifier
+from art_ssni.evaluation.compare import defended_classifier, levels_used
 from art_ssni.evaluation.fixed_randomness import fixed_randomness_correct
 from art_ssni.evaluation.records import array_fingerprint, module_fingerprint, run_record
 from art_ssni.evaluation.robust import batch_seed, robust_accuracy
@@ -286,8 +286,8 @@ def _run_batch(
     extra: dict[str, Any] = {}  # the levels and the diagnostic, when asked for
     if pre is not None and record_levels:  # the levels picked for the clean and the worst-case inputs, after the run
         extra = {
-            "t_clean": pre.timesteps(x[lo:hi]).tolist(),
-            "t_adversarial": pre.timesteps(result.worst_case_inputs).tolist(),
+            "t_clean": levels_used(clf, x[lo:hi]).tolist(),
+            "t_adversarial": levels_used(clf, result.worst_case_inputs).tolist(),
         }
     if fixed_randomness and pre is not None:
         extra["fixed_randomness_correct"] = fixed_randomness_correct(clf, x[lo:hi], y[lo:hi], protocol, seed=seed)
