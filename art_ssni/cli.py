@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         (("--base",), dict(choices=["diffpure", "gns", "gdmp"], default="diffpure",
           help="base method: diffpure / ssni-n / ssni-l in --defences become the base and its SSNI variants")),
         (("--checkpoint",), dict(action="store_true", help="checkpoint every reverse step (bounded memory)")),
+        (("--surrogate-steps",), dict(type=positive_int, default=10,
+          help="DDIM steps of the surrogate of --gradient surrogate (default: 10)")),
+        (("--batch-size",), dict(type=positive_int, default=32, help="examples per attack batch (default: 32)")),
         (("--out",), dict(type=Path, default=Path("results/evaluate"), help="output folder")),
         (("--zoo",), dict(choices=zoo_names, default="digits", help="zoo entry giving the default models and data")),
         (("--classifier",), dict(default=None, metavar="MODULE:FACTORY",
@@ -265,6 +268,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.eps if args.eps is not None else float(models.eps),
         threat_model=args.norm,
         verbose=not args.quiet,
+        batch_size=args.batch_size,
         **{k: getattr(args, k) for k in PROTOCOL_OPTIONS},
     )
     results = evaluate(

@@ -55,6 +55,7 @@ DEFENCE_DEFAULTS: dict[str, Any] = {
     "eta": 1.0,
     "gradient": "exact",
     "checkpoint": False,
+    "surrogate_steps": 10,
 }
 
 
@@ -120,7 +121,7 @@ def evaluate(
     :param protocol: attacks, budget, selection and judging (:class:`AttackProtocol`); ``None``:
         :func:`default_protocol` at the zoo's ``eps``. Every defence faces the same attack suite.
     :param defence_kwargs: purifier settings (keys of :data:`DEFENCE_DEFAULTS`: ``bias``, ``tau``, ``sampler``,
-        ``steps``, ``eta``, ``gradient``, ``checkpoint``), over :data:`DEFENCE_DEFAULTS`.
+        ``steps``, ``eta``, ``gradient``, ``checkpoint``, ``surrogate_steps``), over :data:`DEFENCE_DEFAULTS`.
     :param out: a folder: every defence's adversarial examples are stored in ``out/adversarial/`` (safetensors),
         so that ``art-ssni rejudge`` can re-judge them under another protocol without re-attacking.
     :return: the JSON-ready results: ``settings`` (with ``protocol``), the run record
