@@ -18,6 +18,7 @@ from typing import Any
 from art_ssni.cli_args import (
     ATTACK_WEIGHT_OPTIONS,
     NPROC_OPTION,
+    PROTOCOL_OPTIONS,
     CLIError,
     LogProgress,
     Spec,
@@ -42,23 +43,6 @@ from art_ssni.cli_args import (
 from art_ssni.cli_frontier import add_frontier_parser, add_render_arguments, render_command
 
 __all__ = ["build_parser", "main"]
-
-
-#: options that are fields of the attack protocol, by the same name (evaluate and leaderboard)
-PROTOCOL_OPTIONS = (
-    "attacks",
-    "eps_step",
-    "iterations",
-    "eot",
-    "votes",
-    "redraws",
-    "resubmit",
-    "select_draws",
-    "lam",
-    "stealth_quantile",
-    "temperature",
-    "seed",
-)
 
 
 def _common() -> argparse.ArgumentParser:

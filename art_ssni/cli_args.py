@@ -23,6 +23,7 @@ from typing import Any, TextIO
 __all__ = [
     "ATTACK_WEIGHT_OPTIONS",
     "NPROC_OPTION",
+    "PROTOCOL_OPTIONS",
     "CLIError",
     "LogProgress",
     "check_eps",
@@ -398,3 +399,21 @@ def run_sharded(argv: Sequence[str], nproc: int) -> int:
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run(command, env=env, check=False).returncode
+
+
+#: options that are fields of the attack protocol, by the same name (evaluate, leaderboard, frontier; ``None``
+#: keeps the budget preset's value)
+PROTOCOL_OPTIONS = (
+    "attacks",
+    "eps_step",
+    "iterations",
+    "eot",
+    "votes",
+    "redraws",
+    "resubmit",
+    "select_draws",
+    "lam",
+    "stealth_quantile",
+    "temperature",
+    "seed",
+)

@@ -91,22 +91,6 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
     return fr
 
 
-#: options that override the budget preset's protocol fields, by the same name
-FRONTIER_PROTOCOL_OPTIONS = (
-    "iterations",
-    "eot",
-    "eps_step",
-    "votes",
-    "redraws",
-    "resubmit",
-    "select_draws",
-    "lam",
-    "stealth_quantile",
-    "temperature",
-    "seed",
-)
-
-
 def preflight_frontier(args: argparse.Namespace) -> Any:
     """Everything a frontier run would fail on later, refused before any defence runs; returns the zoo's models."""
     from art_ssni.cli_args import check_eps, check_n_images, check_t_star, check_writable
@@ -126,6 +110,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
     import torch
 
     from art_ssni.attacks.protocol import AttackProtocol
+    from art_ssni.cli_args import PROTOCOL_OPTIONS
     from art_ssni.leaderboard.frontier import frontier, frontier_points
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -138,9 +123,8 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
     protocol = AttackProtocol.from_budget(
         args.budget,
         eps=args.eps if args.eps is not None else float(models.eps),
-        attacks=tuple(args.attacks),
         batch_size=args.batch_size,
-        **{k: getattr(args, k) for k in FRONTIER_PROTOCOL_OPTIONS},
+        **{k: getattr(args, k) for k in PROTOCOL_OPTIONS},
     )
     results = frontier(
         models.classifier,

@@ -293,6 +293,17 @@ class AttackProtocol:
             "batch_seeds": "numpy.random.SeedSequence([seed, batch]).generate_state(1, uint32)[0] >> 1",
         }
 
+    def judging(self) -> dict[str, int]:
+        """The keyword arguments of :func:`~art_ssni.evaluation.robust_accuracy` / ``judge_submissions`` that this
+        protocol sets: ``votes``, ``redraws``, ``resubmit``, ``select_draws``, ``seed``."""
+        return {
+            "votes": int(self.votes),
+            "redraws": int(self.redraws),
+            "resubmit": int(self.resubmit),
+            "select_draws": int(self.select_draws),
+            "seed": int(self.seed),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings, with the step in use and whether the budget reaches ``eps``."""
         return {

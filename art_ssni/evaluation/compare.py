@@ -196,14 +196,4 @@ def judge_run(
     clf: Any, x: np.ndarray, y: np.ndarray, attacks: dict[str, EvasionAttack], protocol: AttackProtocol
 ) -> RobustAccuracyResult:
     """:func:`~art_ssni.evaluation.robust_accuracy` with the protocol's judging settings."""
-    return robust_accuracy(
-        clf,
-        x,
-        y,
-        attacks,
-        votes=protocol.votes,
-        redraws=protocol.redraws,
-        resubmit=protocol.resubmit,
-        select_draws=protocol.select_draws,
-        seed=protocol.seed,
-    )
+    return robust_accuracy(clf, x, y, attacks, **protocol.judging())

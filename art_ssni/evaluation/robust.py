@@ -121,10 +121,39 @@ def _pick(estimated_error: np.ndarray, mean_margin: np.ndarray) -> np.ndarray:
     return np.lexsort((order, mean_margin, -estimated_error), axis=0)[0]
 
 
-def _check_counts(**counts: Any) -> None:
-    for name, value in counts.items():
+def _check_run(
+    defended: Any,
+    x: Any,
+    y: Any,
+    votes: Any,
+    seed: Any,
+    select_seed: Any,
+    batch_size: Any,
+    redraws: Any,
+    resubmit: Any,
+    select_draws: Any,
+) -> np.ndarray:
+    """Check the settings shared by :func:`robust_accuracy` and :func:`judge_submissions`; returns ``(N,)`` labels."""
+    if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty (N, ...) numpy array, got {getattr(x, 'shape', type(x).__name__)}.")
+    if not is_int(votes) or votes < 1 or votes % 2 == 0:
+        raise ValueError(f"votes must be an odd int >= 1, got {votes!r}.")
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
+    if select_seed is not None and (not is_int(select_seed) or select_seed < 0):
+        raise ValueError(f"select_seed must be an int >= 0 or None, got {select_seed!r}.")
+    for name, value in (
+        ("batch_size", batch_size),
+        ("redraws", redraws),
+        ("resubmit", resubmit),
+        ("select_draws", select_draws),
+    ):
         if not is_int(value) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+    labels = to_labels(y, int(defended.nb_classes))
+    if labels.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have {x.shape[0]} labels (one per sample of x), got {labels.shape[0]}.")
+    return labels
 
 
 def generate_candidates(
@@ -191,21 +220,10 @@ def judge_submissions(
     :param select_seed: seed of the selection draws; ``None``: ``seed`` (the streams differ by their phase).
     :return: a :class:`RobustAccuracyResult`.
     """
-    if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"x must be a non-empty (N, ...) numpy array, got {getattr(x, 'shape', type(x).__name__)}.")
     if not isinstance(adversarial, Mapping):
         raise TypeError(f"adversarial must be a mapping of attack name -> outputs, got {type(adversarial).__name__}.")
-    if not is_int(votes) or votes < 1 or votes % 2 == 0:
-        raise ValueError(f"votes must be an odd int >= 1, got {votes!r}.")
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
-    if select_seed is not None and (not is_int(select_seed) or select_seed < 0):
-        raise ValueError(f"select_seed must be an int >= 0 or None, got {select_seed!r}.")
-    _check_counts(batch_size=batch_size, redraws=redraws, resubmit=resubmit, select_draws=select_draws)
+    labels = _check_run(defended, x, y, votes, seed, select_seed, batch_size, redraws, resubmit, select_draws)
     nb_classes = int(defended.nb_classes)
-    labels = to_labels(y, nb_classes)
-    if labels.shape[0] != x.shape[0]:
-        raise ValueError(f"y must have {x.shape[0]} labels (one per sample of x), got {labels.shape[0]}.")
     names = ["clean", *adversarial]
     cands = np.stack(
         [np.asarray(x, dtype=np.float32), *(np.asarray(v, dtype=np.float32) for v in adversarial.values())]
@@ -322,8 +340,6 @@ def robust_accuracy(
     :param select_seed: seed of the selection draws; ``None``: ``seed``.
     :return: a :class:`RobustAccuracyResult` (its ``adversarial`` holds every attack's outputs, for storing).
     """
-    if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"x must be a non-empty (N, ...) numpy array, got {getattr(x, 'shape', type(x).__name__)}.")
     if not isinstance(attacks, Mapping):
         raise TypeError(f"attacks must be a mapping of name -> ART EvasionAttack, got {type(attacks).__name__}.")
     for name, attack in attacks.items():
@@ -331,14 +347,7 @@ def robust_accuracy(
             raise ValueError(f"attacks: names must be non-empty strings other than 'clean', got {name!r}.")
         if not isinstance(attack, EvasionAttack):
             raise TypeError(f"attacks[{name!r}] must be an ART EvasionAttack, got {type(attack).__name__}.")
-    if not is_int(votes) or votes < 1 or votes % 2 == 0:
-        raise ValueError(f"votes must be an odd int >= 1, got {votes!r}.")
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
-    _check_counts(batch_size=batch_size, redraws=redraws, resubmit=resubmit, select_draws=select_draws)
-    labels = to_labels(y, int(defended.nb_classes))
-    if labels.shape[0] != x.shape[0]:
-        raise ValueError(f"y must have {x.shape[0]} labels (one per sample of x), got {labels.shape[0]}.")
+    labels = _check_run(defended, x, y, votes, seed, None, batch_size, redraws, resubmit, select_draws)
     x = np.array(x, dtype=np.float32, copy=True)
     adversarial = generate_candidates(attacks, x, labels, seed=int(seed), batch_size=int(batch_size))
     return judge_submissions(

@@ -98,17 +98,7 @@ def rejudge(run_dir: str | os.PathLike[str], *, device: str = "cpu", **changes: 
         stored = load_adversarial(
             root / ADVERSARIAL_FOLDER / f"{name}.safetensors", x=x, y=y, attacks=names, clip_values=models.clip_values
         )
-        result = judge_submissions(
-            clf,
-            x,
-            y,
-            stored,
-            votes=protocol.votes,
-            redraws=protocol.redraws,
-            resubmit=protocol.resubmit,
-            select_draws=protocol.select_draws,
-            seed=protocol.seed,
-        )
+        result = judge_submissions(clf, x, y, stored, **protocol.judging())
         row["result"] = result.to_dict()
         if pre is not None and row.get("t_clean"):
             pre.reset_generator()

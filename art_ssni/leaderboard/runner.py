@@ -271,18 +271,8 @@ def _run_batch(
     if pre is not None:  # after building: ART's APGD runs a probe prediction when it is constructed
         pre.set_params(seed=seed)
         pre.reset_generator()
-    result = robust_accuracy(
-        clf,
-        x[lo:hi],
-        y[lo:hi],
-        attacks,
-        votes=protocol.votes,
-        redraws=protocol.redraws,
-        resubmit=protocol.resubmit,
-        select_draws=protocol.select_draws,
-        seed=seed,
-        batch_size=protocol.batch_size,
-    )
+    judging = {**protocol.judging(), "seed": seed, "batch_size": protocol.batch_size}
+    result = robust_accuracy(clf, x[lo:hi], y[lo:hi], attacks, **judging)
     extra: dict[str, Any] = {}  # the levels and the diagnostic, when asked for
     if pre is not None and record_levels:  # the levels picked for the clean and the worst-case inputs, after the run
         extra = {
