@@ -320,3 +320,14 @@ def test_run_record_and_fingerprints():
     b[0, 0] = 1.0
     assert array_fingerprint(a) == array_fingerprint(a.copy()) != array_fingerprint(b)
     assert array_fingerprint(a) != array_fingerprint(a.reshape(3, 2))
+
+
+def test_judge_submissions_refuses_outputs_of_the_wrong_shape():
+    from art_ssni.evaluation import judge_submissions
+
+    clf = NoisyClassifier(noise=0.0)
+    x = constant_images([1, 2])
+    with pytest.raises(ValueError, match=r"adversarial\['a'\] has shape \(1, 1, 8, 8\), expected \(2, 1, 8, 8\)"):
+        judge_submissions(clf, x, np.array([1, 2]), {"a": x[:1]})
+    with pytest.raises(TypeError, match="adversarial must be a mapping"):
+        judge_submissions(clf, x, np.array([1, 2]), [x])

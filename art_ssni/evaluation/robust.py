@@ -224,13 +224,13 @@ def judge_submissions(
         raise TypeError(f"adversarial must be a mapping of attack name -> outputs, got {type(adversarial).__name__}.")
     labels = _check_run(defended, x, y, votes, seed, select_seed, batch_size, redraws, resubmit, select_draws)
     nb_classes = int(defended.nb_classes)
+    for name, values in adversarial.items():
+        if np.shape(values) != x.shape:
+            raise ValueError(f"adversarial[{name!r}] has shape {np.shape(values)}, expected {x.shape}.")
     names = ["clean", *adversarial]
     cands = np.stack(
         [np.asarray(x, dtype=np.float32), *(np.asarray(v, dtype=np.float32) for v in adversarial.values())]
     )
-    for name, values in adversarial.items():
-        if np.shape(values) != x.shape:
-            raise ValueError(f"adversarial[{name!r}] has shape {np.shape(values)}, expected {x.shape}.")
     r, m, k, d = int(redraws), int(resubmit), int(votes), int(select_draws)
     sel_seed = int(seed if select_seed is None else select_seed)
 
