@@ -31,7 +31,7 @@ from unittest import mock
 
 import torch
 
-from art_ssni import defences as registry
+from art_ssni import defences as defence_registry
 from art_ssni._common import art_device_type
 from art_ssni.diffusion.model import DiffusionModel
 from art_ssni.preprocessor import SSNIPreprocessor
@@ -272,7 +272,7 @@ def defend(
     :param ssni_kwargs: settings of the defence (``t_star``, ``sampler``, ``steps``, ``gradient``, ``seed``...).
     """
     device_type = art_device_type(device)
-    pre = registry.make(
+    pre = defence_registry.make(
         defence,
         _diffusion(diffusion),
         reference=reference,

@@ -112,9 +112,11 @@ def test_timesteps_batch_independent(model, images):
             assert alone[0] == batch[i]
 
 
-def test_timesteps_within_range(model, images, reference):
-    t = make(model, reference=reference, t_star=999, bias=100).timesteps(images)
-    assert t.dtype == np.int64 and t.min() >= 0 and t.max() <= 999
+def test_levels_above_the_schedule_are_clamped_to_its_last_step(model, images):
+    # every norm far above a tiny reference mean: round(1 * (999 - 1 + 100)) = 1098 before the clamp to N - 1 = 999
+    tiny = ReferenceStats(mean=1e-6, std=1e-6, min=0.0, max=1e-6, count=2, score_steps=20)
+    t = make(model, reference=tiny, t_star=999, bias=100).timesteps(images)
+    assert t.dtype == np.int64 and (t == 999).all()
 
 
 # ---------------------------------------------------------------- purification

@@ -21,7 +21,7 @@ import torch
 from art.attacks.attack import EvasionAttack
 from art.estimators.classification import PyTorchClassifier
 
-from art_ssni import defences as registry
+from art_ssni import defences as defence_registry
 from art_ssni.attacks import registry as attack_registry
 from art_ssni.attacks._common import find_preprocessor
 from art_ssni.attacks.protocol import AttackProtocol
@@ -129,7 +129,7 @@ def compare_defences(
     if not isinstance(protocol, AttackProtocol):
         raise TypeError(f"protocol must be an art_ssni AttackProtocol, got {type(protocol).__name__}.")
     defence_kwargs = dict(defence_kwargs or {})
-    known = registry.available()
+    known = defence_registry.available()
     bad = [d for d in defences if d != "none" and d not in known]
     if bad:
         raise ValueError(f"defences must be among {['none', *known]}, got {bad}.")
@@ -138,7 +138,7 @@ def compare_defences(
         start = time.perf_counter()
         pre = None
         if name != "none":
-            pre = registry.make(name, diffusion, reference=reference, device_type=device_type, **defence_kwargs)
+            pre = defence_registry.make(name, diffusion, reference=reference, device_type=device_type, **defence_kwargs)
         clf = defended_classifier(
             classifier,
             pre,

@@ -167,9 +167,9 @@ def leaderboard(
         info.update(name=f"{model} + {defence}", diffusion=str(diffusion), model_dir=str(model_dir))
     needs_reference = False
     if defence != "none" and stats is None:
-        from art_ssni import defences as registry
+        from art_ssni import defences as defence_registry
 
-        needs_reference = registry.spec(defence).needs_reference  # e.g. SSNI-N / SSNI-L; DiffPure needs none
+        needs_reference = defence_registry.spec(defence).needs_reference  # e.g. SSNI-N / SSNI-L; DiffPure needs none
     with world(device) as w:
         if needs_reference:
             path = Path(out) / _REFERENCE_FILE

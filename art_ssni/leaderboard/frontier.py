@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from art_ssni import defences as registry
+from art_ssni import defences as defence_registry
 from art_ssni._common import is_finite_real, is_int, versions, write_json_atomic
 from art_ssni.attacks.protocol import BUDGETS, AttackProtocol
 from art_ssni.diffusion.model import DiffusionModel
@@ -91,7 +91,7 @@ class FrontierPoint:
 
 
 def _is_sigmoid(defence: str) -> bool:
-    return registry.spec(defence).reweight == "sigmoid"
+    return defence_registry.spec(defence).reweight == "sigmoid"
 
 
 def frontier_points(
@@ -118,7 +118,7 @@ def frontier_points(
         raise ValueError(f"t_stars must be distinct ints >= 1, got {t_stars!r}.")
     if any(not is_finite_real(s) or s <= 0 for s in tau_scales):
         raise ValueError(f"tau_scales must be finite numbers > 0, got {list(tau_scales)!r}.")
-    known = registry.available()
+    known = defence_registry.available()
     bad = [d for d in [*defences, *extra_defences] if d not in known]
     if bad or not defences:
         raise ValueError(f"defences must be non-empty names among {known}, got {[*defences, *extra_defences]!r}.")
@@ -142,18 +142,18 @@ def frontier_points(
                 if _is_sigmoid(d):  # the τ sweep belongs to ``defences``; extra defences run at τ = 1 x std
                     for scale in (tau_scales or [1.0]) if d in defences else [1.0]:
                         add(d, t_star, scale)
-                elif d in extra_defences or registry.spec(d).reweight == "constant":
+                elif d in extra_defences or defence_registry.spec(d).reweight == "constant":
                     add(d, t_star, None)  # a constant base is the baseline of the McNemar tests
     return points
 
 
 def _baseline(point: FrontierPoint, points: Sequence[FrontierPoint]) -> FrontierPoint | None:
     """The constant-noise point of the same base at the same ``t*`` (``None`` if there is none, or it is itself)."""
-    spec = registry.spec(point.defence)
+    spec = defence_registry.spec(point.defence)
     if spec.reweight == "constant":
         return None
     for other in points:
-        o = registry.spec(other.defence)
+        o = defence_registry.spec(other.defence)
         if other.t_star == point.t_star and o.reweight == "constant" and type(o.base) is type(spec.base):
             return other
     return None
@@ -311,7 +311,7 @@ def _point_record(point: FrontierPoint, model_info: Mapping[str, Any], folder: P
     store = ResultStore(folder)
     per_example = json.loads((folder / store.PER_EXAMPLE).read_text())
     t_clean, t_adv = _levels(store)
-    spec = registry.spec(point.defence)
+    spec = defence_registry.spec(point.defence)
     protocols = model_info["protocols"]
     purifier = model_info.get("purifier") or {}
     return {

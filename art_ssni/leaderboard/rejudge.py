@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from art_ssni import defences as registry
+from art_ssni import defences as defence_registry
 from art_ssni._common import art_device_type, write_json_atomic
 from art_ssni.attacks.protocol import AttackProtocol
 from art_ssni.evaluation.compare import defended_classifier, levels_used
@@ -79,7 +79,7 @@ def rejudge(run_dir: str | os.PathLike[str], *, device: str = "cpu", **changes: 
         pre = None
         if name != "none":
             own = defence_settings(name, tuple(x.shape[1:]), int(models.t_star), s.get("t_star_given"), kwargs)
-            pre = registry.make(
+            pre = defence_registry.make(
                 name,
                 models.diffusion,
                 reference=reference,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from art_ssni import defences as registry
+from art_ssni import defences as defence_registry
 from art_ssni._common import art_device_type, versions
 from art_ssni.attacks.requirements import meets
 from art_ssni.diffusion.model import DiffusionModel
@@ -143,7 +143,7 @@ def run_leaderboard(
     if not isinstance(protocol, AttackProtocol):
         raise TypeError(f"protocol must be an art_ssni.leaderboard.AttackProtocol, got {type(protocol).__name__}.")
     x, y = _check_inputs(x, y, nb_classes)
-    known = registry.available()
+    known = defence_registry.available()
     if defence != "none" and defence not in known:
         raise ValueError(f"defence must be one of {['none', *known]}, got {defence!r}.")
     if defence != "none" and not isinstance(diffusion, DiffusionModel):
@@ -163,14 +163,17 @@ def run_leaderboard(
         pre = None
         if defence != "none":
             assert diffusion is not None
-            pre = registry.make(
+            pre = defence_registry.make(
                 defence,
                 diffusion,
                 reference=reference,
                 device_type=device_type,
                 seed=protocol.seed,
                 eot_samples=protocol.eot,
-                **{**registry.sized_for(defence, tuple(x.shape[1:])), **defence_kwargs},  # GDMP's scale for this size
+                **{
+                    **defence_registry.sized_for(defence, tuple(x.shape[1:])),
+                    **defence_kwargs,
+                },  # GDMP's scale for this size
             )
         clf = defended_classifier(
             classifier,
