@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(lb, [
         (("--model",), dict(default="zoo", help="RobustBench model name (cifar10) or 'zoo' (digits)")),
         (("--dataset",), dict(choices=["digits", "cifar10"], default="digits", help="data set")),
-        (("--n-images", "--n-ex"), dict(dest="n_images", type=positive_int, default=512, help="first N examples")),
+        (("--n-images", "--n-ex"), dict(dest="n_images", type=positive_int, default=None,
+          help="first N examples (default: 512, or the whole test set when it is smaller, as on digits)")),
         (("--defences", "--defence"), dict(dest="defence", type=one_name, default="ssni-n",
           help="'none' or one registered defence name (one per leaderboard entry)")),
         *_attack_spec(attacks="rand-aa,pgd-eot", iterations=None, eot=20,
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--surrogate-steps",), dict(type=positive_int, default=None, help="DDIM steps of the surrogate")),
     ])  # fmt: skip
     add_render_arguments(lb)
-    lb.set_defaults(func=_cmd_leaderboard, preflight=_check_leaderboard)
+    lb.set_defaults(func=_cmd_leaderboard)
     add_frontier_parser(sub, common)
 
     rj = sub.add_parser(
@@ -339,6 +340,10 @@ def _cmd_train_zoo(args: argparse.Namespace) -> int:
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.render is not None:
         return render_command(args)
+    nproc = shard_count(args)
+    if nproc > 1:  # every core by default (--nproc 1: one process); bad arguments refused here, once
+        _check_leaderboard(args)
+        return run_sharded(getattr(args, "argv", None) or sys.argv[1:], nproc)
     from art_ssni.attacks.protocol import AttackProtocol
     from art_ssni.evaluation.stats import format_accuracy
     from art_ssni.leaderboard import leaderboard
@@ -359,7 +364,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
             args.model,
             dataset=args.dataset,
             protocol=protocol,
-            n_ex=args.n_images,
+            n_ex=args.n_images if args.n_images is not None else 512,
             progress=not args.quiet,
             **{k: getattr(args, k) for k in same.split()},
             **{k: v for k, v in optional.items() if v is not None},
@@ -395,8 +400,9 @@ def _check_leaderboard(args: argparse.Namespace) -> None:
     if args.dataset == "digits":
         from art_ssni.zoo import load_digits_split
 
-        check_n_images(args.n_images, load_digits_split()[2].shape[0], "the digits zoo's data")
-    elif args.data_dir is not None and args.data_dir.suffix != ".npz":
+        if args.n_images is not None:  # an explicit count the data cannot give is refused; the default adapts
+            check_n_images(args.n_images, load_digits_split()[2].shape[0], "the digits zoo's data")
+    elif args.n_images is not None and args.data_dir is not None and args.data_dir.suffix != ".npz":
         check_n_images(args.n_images, 10_000, "the CIFAR-10 test batches")
 
 
@@ -408,14 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    nproc = shard_count(args)
-    if nproc > 1:  # leaderboard and frontier shard over every core by default (--nproc 1: one process)
-        try:
-            args.preflight(args)  # refuse bad arguments here, once, not in every process
-        except (CLIError, ValueError, TypeError, FileNotFoundError, OSError) as err:
-            print(f"art-ssni {args.command}: error: {err}", file=sys.stderr)
-            return 2
-        return run_sharded(list(sys.argv[1:] if argv is None else argv), nproc)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a sharded run starts again in each process
     stderr = sys.stderr
     logged = not getattr(args, "quiet", False) and not (hasattr(stderr, "isatty") and stderr.isatty())
     if logged:

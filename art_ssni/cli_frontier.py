@@ -87,7 +87,7 @@ def add_frontier_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> arg
     fr.add_argument("--out", type=Path, default=Path("results/frontier"), help="output folder (default: %(default)s)")
     add_options(fr, [NPROC_OPTION])
     fr.add_argument("--no-plots", action="store_true", help="write results.json only")
-    fr.set_defaults(func=_cmd_frontier, preflight=preflight_frontier)
+    fr.set_defaults(func=_cmd_frontier)
     return fr
 
 
@@ -110,11 +110,14 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
     import torch
 
     from art_ssni.attacks.protocol import AttackProtocol
-    from art_ssni.cli_args import PROTOCOL_OPTIONS
+    from art_ssni.cli_args import PROTOCOL_OPTIONS, run_sharded, shard_count
     from art_ssni.leaderboard.frontier import frontier, frontier_points
 
+    models = preflight_frontier(args)  # bad arguments refused here, once, before any process starts
+    nproc = shard_count(args)
+    if nproc > 1:  # every core by default (--nproc 1: one process)
+        return run_sharded(getattr(args, "argv", None) or sys.argv[1:], nproc)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    models = preflight_frontier(args)
     points = frontier_points(
         args.defences, args.t_stars, tau_scales=args.tau_scales, tau_t_star=args.tau_t_star, extra_defences=args.extra
     )
