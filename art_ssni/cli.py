@@ -341,7 +341,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.render is not None:
         return render_command(args)
     nproc = shard_count(args)
-    if nproc > 1:  # every core by default (--nproc 1: one process); bad arguments refused here, once
+    if nproc > 1:  # every core by default (--processes 1: one process); bad arguments refused here, once
         _check_leaderboard(args)
         return run_sharded(getattr(args, "argv", None) or sys.argv[1:], nproc)
     from art_ssni.attacks.protocol import AttackProtocol

@@ -351,9 +351,9 @@ class LogProgress(io.TextIOBase):
         return len(text)
 
 
-#: ``--nproc`` of the sharded subcommands (leaderboard, frontier)
+#: ``--processes`` of the sharded subcommands (leaderboard, frontier)
 NPROC_OPTION = (
-    ("--nproc",),
+    ("--processes",),
     dict(
         type=positive_int,
         default=None,
@@ -364,12 +364,12 @@ NPROC_OPTION = (
 
 
 def shard_count(args: argparse.Namespace) -> int:
-    """How many processes ``args`` asks for: ``--nproc``, else every CPU core (every GPU with ``--device cuda``);
+    """How many processes ``args`` asks for: ``--processes``, else every CPU core (every GPU with ``--device cuda``);
     1 when already under ``torchrun`` (``RANK`` set) or rendering."""
-    if "RANK" in os.environ or getattr(args, "render", None) is not None or not hasattr(args, "nproc"):
+    if "RANK" in os.environ or getattr(args, "render", None) is not None or not hasattr(args, "processes"):
         return 1
-    if args.nproc is not None:
-        return int(args.nproc)
+    if args.processes is not None:
+        return int(args.processes)
     if getattr(args, "device", "cpu") == "cuda":
         import torch
 

@@ -115,7 +115,7 @@ def _cmd_frontier(args: argparse.Namespace) -> int:
 
     models = preflight_frontier(args)  # bad arguments refused here, once, before any process starts
     nproc = shard_count(args)
-    if nproc > 1:  # every core by default (--nproc 1: one process)
+    if nproc > 1:  # every core by default (--processes 1: one process)
         return run_sharded(getattr(args, "argv", None) or sys.argv[1:], nproc)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     points = frontier_points(

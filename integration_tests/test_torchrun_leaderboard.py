@@ -38,7 +38,7 @@ ARGS = [
     "--steps",
     "2",
     "--quiet",
-    "--nproc",  # one process unless torchrun starts them (under torchrun, RANK is set and --nproc is not used)
+    "--processes",  # one process unless torchrun starts them (under torchrun, RANK is set and --processes is not used)
     "1",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -358,7 +358,7 @@ def test_cli_installs_the_progress_stream_only_without_a_terminal(monkeypatch, t
 
 @pytest.mark.parametrize("command", ["leaderboard", "frontier"])
 def test_sharded_by_default_over_every_core_and_not_under_torchrun(command, tmp_path, monkeypatch):
-    """Issue 26 item 1: leaderboard and frontier start one process per core (torch.distributed.run) unless --nproc 1
+    """Issue 26 item 1: leaderboard and frontier start one process per core (torch.distributed.run) unless --processes 1
     or already under torchrun; the arguments are checked once, before any process starts."""
     import art_ssni.cli_args as cli_args
 
@@ -371,8 +371,8 @@ def test_sharded_by_default_over_every_core_and_not_under_torchrun(command, tmp_
     assert main(argv) == 0
     assert started == [(argv, 3)]
     assert main([*argv[:1], "--eps", "5", *argv[1:]]) == 2 and len(started) == 1  # refused before any process
-    assert main([*argv, "--nproc", "2"]) == 0 and started[-1] == ([*argv, "--nproc", "2"], 2)
+    assert main([*argv, "--processes", "2"]) == 0 and started[-1] == ([*argv, "--processes", "2"], 2)
     parser = build_parser()
-    assert cli_args.shard_count(parser.parse_args([*argv, "--nproc", "1"])) == 1
+    assert cli_args.shard_count(parser.parse_args([*argv, "--processes", "1"])) == 1
     monkeypatch.setenv("RANK", "0")
     assert cli_args.shard_count(parser.parse_args(argv)) == 1  # under torchrun: this process is one shard

@@ -456,7 +456,7 @@ def test_cli_leaderboard(tmp_path, capsys):
     from art_ssni.cli import main
 
     args = ["leaderboard", "--n-ex", "2", "--batch-size", "2", "--attacks", "pgd-eot", "--iterations", "1"]
-    args += ["--eot", "1", "--sampler", "ddim", "--steps", "2", "--defence", "diffpure", "--quiet", "--nproc", "1"]
+    args += ["--eot", "1", "--sampler", "ddim", "--steps", "2", "--defence", "diffpure", "--quiet", "--processes", "1"]
     assert main([*args, "--out", str(tmp_path), "--eps", "1/10"]) == 0
     out = capsys.readouterr().out
     info = json.loads((tmp_path / "model_info.json").read_text())
