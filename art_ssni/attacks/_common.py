@@ -14,6 +14,7 @@ __all__ = [
     "NORMS",
     "PAPER_STEP_RATIO",
     "default_step",
+    "derive_seed",
     "find_preprocessor",
     "norm_name",
     "project",
@@ -26,6 +27,11 @@ NORMS = ("inf", 2)
 
 #: the SSNI paper's PGD step (0.007) over its radius (8/255): 0.223
 PAPER_STEP_RATIO = 0.007 / (8 / 255)
+
+
+def derive_seed(*keys: int) -> int:
+    """The one seed derivation of the package: ``SeedSequence(keys)`` as a 31-bit int (batches, phases, restarts)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint32)[0] >> 1)
 
 
 def default_step(eps: float, iterations: int) -> float:

@@ -26,6 +26,7 @@ import numpy as np
 from art.attacks.attack import EvasionAttack
 from art.attacks.evasion import AutoProjectedGradientDescent
 
+from art_ssni.attacks._common import derive_seed
 from art_ssni.attacks.bpda_eot import BPDAEOT
 from art_ssni.attacks.low_frequency_pgd import LowFrequencyPGD
 from art_ssni.attacks.pgd_eot import PGDEOT
@@ -211,8 +212,7 @@ def applicable(
 
 def substitute_seed(seed: int, name: str) -> int:
     """Seed of the PGD-EOT restart that stands in for ``name``: ``SeedSequence([seed, 1 + registry index])``."""
-    index = 1 + list(ATTACKS).index(name)
-    return int(np.random.SeedSequence([int(seed), index]).generate_state(1, dtype=np.uint32)[0] >> 1)
+    return derive_seed(seed, 1 + list(ATTACKS).index(name))
 
 
 def substitutes(names: Sequence[str], met: Collection[Requires], protocol: AttackProtocol) -> dict[str, str]:

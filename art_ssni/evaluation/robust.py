@@ -32,7 +32,7 @@ import torch
 from art.attacks.attack import EvasionAttack
 
 from art_ssni._common import is_int
-from art_ssni.attacks._common import find_preprocessor, to_labels
+from art_ssni.attacks._common import derive_seed, find_preprocessor, to_labels
 from art_ssni.evaluation.result import PROTOCOLS, RobustAccuracyResult
 from art_ssni.voting import majority_vote
 
@@ -50,12 +50,12 @@ _SELECT, _JUDGE = 1, 2
 
 def batch_seed(seed: int, batch: int) -> int:
     """The seed of batch ``batch`` of a run seeded ``seed``: ``SeedSequence([seed, batch])``, a 31-bit int."""
-    return int(np.random.SeedSequence([int(seed), int(batch)]).generate_state(1, dtype=np.uint32)[0] >> 1)
+    return derive_seed(seed, batch)
 
 
 def _phase_seed(seed: int, batch: int, phase: int) -> int:
     """``SeedSequence([seed, batch, phase])`` as a 31-bit int: the selection (1) and judging (2) streams."""
-    return int(np.random.SeedSequence([int(seed), int(batch), int(phase)]).generate_state(1, dtype=np.uint32)[0] >> 1)
+    return derive_seed(seed, batch, phase)
 
 
 def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
