@@ -17,6 +17,7 @@ from typing import Any
 
 from art_ssni.cli_args import (
     ATTACK_WEIGHT_OPTIONS,
+    EVALUATE_NPROC_OPTION,
     NPROC_OPTION,
     PROTOCOL_OPTIONS,
     CLIError,
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--data",), dict(type=Path, default=None,
           help=".npz: x_test, y_test (NCHW in [0, 1]), optionally x_train to calibrate on")),
         (("--no-plots",), dict(action="store_true", help="skip the PNG plots")),
+        EVALUATE_NPROC_OPTION,
     ])  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -229,7 +231,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from art_ssni._common import write_json_atomic
     from art_ssni.diffusion.model import DiffusionModel
     from art_ssni.evaluation.report import settings_line, worst_case_table
-    from art_ssni.evaluation.run import DEFENCE_DEFAULTS, default_protocol, evaluate
+    from art_ssni.evaluation.run import DEFENCE_DEFAULTS, default_protocol, defence_names, evaluate
+    from art_ssni.leaderboard.distributed import world
     from art_ssni.ssni.reference import ReferenceStats
 
     check_writable(args.out)
@@ -256,17 +259,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         **{k: getattr(args, k) for k in PROTOCOL_OPTIONS},
     )
-    results = evaluate(
-        models,
-        protocol=protocol,
-        **{k: getattr(args, k) for k in ("defences", "base", "n_images", "t_star", "device")},
-        defence_kwargs={k: getattr(args, k) for k in DEFENCE_DEFAULTS},
-        diffusion=diffusion,
-        reference=reference,
-        out=args.out,
-        progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
-        **data,
-    )
+    names = defence_names(args.defences, args.base)
+    nproc = shard_count(args, most=sum(d != "none" for d in names))
+    if nproc > 1:  # one process per defence, up to every core; the arguments were checked above, once
+        return run_sharded(getattr(args, "argv", None) or sys.argv[1:], nproc)
+    with world(args.device) as w:  # a world of one unless started by run_sharded (torchrun)
+        results = evaluate(
+            models,
+            protocol=protocol,
+            **{k: getattr(args, k) for k in ("defences", "base", "n_images", "t_star", "device")},
+            defence_kwargs={k: getattr(args, k) for k in DEFENCE_DEFAULTS},
+            diffusion=diffusion,
+            reference=reference,
+            out=args.out,
+            progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
+            world=w,
+            **data,
+        )
+        if w.rank != 0:  # every rank holds the whole result; rank 0 prints and writes it
+            return 0
     print(settings_line(results))
     print(worst_case_table(results))
     write_json_atomic(args.out / "results.json", results, indent=2)

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 __all__ = [
     "ATTACK_WEIGHT_OPTIONS",
+    "EVALUATE_NPROC_OPTION",
     "NPROC_OPTION",
     "PROTOCOL_OPTIONS",
     "CLIError",
@@ -352,6 +353,17 @@ class LogProgress(io.TextIOBase):
 
 
 #: ``--processes`` of the sharded subcommands (leaderboard, frontier)
+#: ``art-ssni evaluate``'s: one defence is the unit of work
+EVALUATE_NPROC_OPTION = (
+    ("--processes",),
+    dict(
+        type=positive_int,
+        default=None,
+        help="processes to shard the defences over, one torch thread each (default: every CPU core, at most one "
+        "per defence other than 'none'; 1: one process); the numbers are those of one process",
+    ),
+)
+
 NPROC_OPTION = (
     ("--processes",),
     dict(
@@ -363,9 +375,10 @@ NPROC_OPTION = (
 )
 
 
-def shard_count(args: argparse.Namespace) -> int:
-    """How many processes ``args`` asks for: ``--processes``, else every CPU core (every GPU with ``--device cuda``);
-    1 when already under ``torchrun`` (``RANK`` set) or rendering."""
+def shard_count(args: argparse.Namespace, *, most: int | None = None) -> int:
+    """How many processes ``args`` asks for: ``--processes``, else every CPU core (every GPU with ``--device cuda``),
+    at most ``most`` (the units of work there are to share); 1 when already under ``torchrun`` (``RANK`` set) or
+    rendering."""
     if "RANK" in os.environ or getattr(args, "render", None) is not None or not hasattr(args, "processes"):
         return 1
     if args.processes is not None:
@@ -373,8 +386,10 @@ def shard_count(args: argparse.Namespace) -> int:
     if getattr(args, "device", "cpu") == "cuda":
         import torch
 
-        return max(1, torch.cuda.device_count())
-    return max(1, os.cpu_count() or 1)
+        found = max(1, torch.cuda.device_count())
+    else:
+        found = max(1, os.cpu_count() or 1)
+    return found if most is None else max(1, min(found, int(most)))
 
 
 def run_sharded(argv: Sequence[str], nproc: int) -> int:

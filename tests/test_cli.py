@@ -12,7 +12,21 @@ from art_ssni.cli import build_parser, main
 from art_ssni.evaluation.stats import wilson_interval
 from art_ssni.evaluation.stored import load_adversarial
 
-SMALL = ["--n-images", "4", "--iterations", "1", "--eot", "1", "--quiet", "--steps", "2", "--seed", "3"]
+SMALL = [
+    "--processes",
+    "1",
+    "--n-images",
+    "4",
+    "--iterations",
+    "1",
+    "--eot",
+    "1",
+    "--quiet",
+    "--steps",
+    "2",
+    "--seed",
+    "3",
+]
 
 
 def test_help_everywhere(capsys):
@@ -376,3 +390,21 @@ def test_sharded_by_default_over_every_core_and_not_under_torchrun(command, tmp_
     assert cli_args.shard_count(parser.parse_args([*argv, "--processes", "1"])) == 1
     monkeypatch.setenv("RANK", "0")
     assert cli_args.shard_count(parser.parse_args(argv)) == 1  # under torchrun: this process is one shard
+
+
+def test_evaluate_shards_over_its_defences_by_default(tmp_path, monkeypatch):
+    """Issue 26 item 1: evaluate starts one process per defence other than 'none', up to every core, unless
+    --processes 1 or already under torchrun; its arguments are checked once, before any process starts."""
+    import art_ssni.cli_args as cli_args
+
+    started = []
+    monkeypatch.setattr("art_ssni.cli.run_sharded", lambda argv, n: started.append((list(argv), n)) or 0)
+    monkeypatch.setattr(cli_args.os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("RANK", raising=False)
+    argv = ["evaluate", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0 and started == [(argv, 3)]  # none, diffpure, ssni-n, ssni-l: three defences to share
+    assert cli_args.shard_count(build_parser().parse_args(argv), most=1) == 1  # one defence: one process
+    assert main([*argv, "--defences", "diffpure,ssni-x"]) == 2 and len(started) == 1  # refused before any process
+    assert main([*argv, "--eps", "5"]) == 2 and len(started) == 1
+    monkeypatch.setattr(cli_args.os, "cpu_count", lambda: 2)
+    assert main(argv) == 0 and started[-1] == (argv, 2)

@@ -101,7 +101,12 @@ def _score_aware(straight_through: bool) -> Factory:
     def factory(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack]:
         kwargs = s.pgd_kwargs(estimator, through_defence=not straight_through)
         attack = ScoreAwarePGD(
-            estimator, lam=float(s.lam), lam_schedule="linear", straight_through=straight_through, **kwargs
+            estimator,
+            lam=float(s.lam),
+            lam_schedule="linear",
+            straight_through=straight_through,
+            keep_pgd_eot=False,  # one run per name: the submission pick over the suite keeps the better one
+            **kwargs,
         )
         return {"score-aware-st" if straight_through else "score-aware": attack}
 
@@ -126,7 +131,13 @@ def _low_frequency(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack
 
 def _score_aware_stealth(estimator: Any, s: AttackProtocol) -> dict[str, EvasionAttack]:
     kwargs = s.pgd_kwargs(estimator)
-    attack = ScoreAwarePGD(estimator, lam=max(float(s.lam), 1e-3), stealth_quantile=float(s.stealth_quantile), **kwargs)
+    attack = ScoreAwarePGD(
+        estimator,
+        lam=max(float(s.lam), 1e-3),
+        stealth_quantile=float(s.stealth_quantile),
+        keep_pgd_eot=False,  # as _score_aware
+        **kwargs,
+    )
     return {"score-aware-stealth": attack}
 
 
@@ -150,12 +161,12 @@ ATTACKS: dict[str, AttackEntry] = {
     "score-aware": AttackEntry(
         _score_aware(False),
         ScoreAwarePGD.defence_requirements,
-        "PGD-EOT plus a term that lowers SSNI's score norm (linear lambda decay)",
+        "PGD-EOT plus a term that lowers SSNI's score norm (linear lambda decay); one run, no hidden PGD-EOT restart",
     ),
     "score-aware-st": AttackEntry(
         _score_aware(True),
         (*ScoreAwarePGD.defence_requirements, Requires.SINGLE_STAGE),
-        "score-aware PGD through a straight-through rounding of the noise level",
+        "score-aware PGD through a straight-through rounding of the noise level; one run",
     ),
     "selective-eot": AttackEntry(
         _selective("single"),
@@ -177,7 +188,7 @@ ATTACKS: dict[str, AttackEntry] = {
     "score-aware-stealth": AttackEntry(
         _score_aware_stealth,
         ScoreAwarePGD.defence_requirements,
-        "score-aware PGD keeping the score norm below a reference quantile (default 0.25: SSNI picks a small t)",
+        "score-aware PGD keeping the score norm below a reference quantile (0.25: SSNI picks a small t); one run",
         ("stealth_quantile",),
     ),
 }
@@ -233,7 +244,10 @@ def build(
     ``equal_budget`` (the default), an attack that does not apply (e.g. the selector attack on a constant level)
     is replaced by a PGD-EOT restart with its own seed (:func:`substitute_seed`), reported under the attack's name
     and listed by :func:`substitutes`: every defence of a comparison faces the same number of attack runs at the
-    same budget. ``equal_budget=False`` skips it instead.
+    same budget. ``equal_budget=False`` skips it instead. Every name is one attack run: the score-aware attacks
+    are built with ``keep_pgd_eot=False`` (their hidden PGD-EOT run would be one more restart than a defence
+    without a selector faces); the attacker's one submission per sample over the suite (clean, ``pgd-eot``, the
+    score-aware output, ...) is what keeps the better of them, so a suite with ``pgd-eot`` is never weaker than it.
     """
     run, _ = applicable(names, meets(estimator), threat_model=protocol.threat_model)
     out: dict[str, EvasionAttack] = {}

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULTS",
     "DEFENCE_DEFAULTS",
     "default_protocol",
+    "defence_names",
     "defence_settings",
     "evaluate",
     "with_base",
@@ -89,6 +90,17 @@ def defence_settings(
     return {**kwargs, **defence_registry.sized_for(name, x_shape)}
 
 
+def defence_names(defences: Sequence[str], base: str = "diffpure") -> list[str]:
+    """The registry names ``evaluate`` runs for ``defences`` on ``base`` (``"none"`` stays); a ``ValueError``
+    names the unknown ones."""
+    names = [with_base(d, base) for d in defences]
+    known = defence_registry.available()
+    bad = [d for d in names if d != "none" and d not in known]
+    if bad or not names:
+        raise ValueError(f"defences must be among {['none', *known]}, got {bad or names}.")
+    return names
+
+
 def evaluate(
     models: Any,
     *,
@@ -108,6 +120,7 @@ def evaluate(
     device: str = "cpu",
     out: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    world: Any = None,
 ) -> dict[str, Any]:
     """Compare ``defences`` on the first ``n_images`` test images under ``protocol``; the work of ``art-ssni evaluate``.
 
@@ -124,6 +137,10 @@ def evaluate(
         ``steps``, ``eta``, ``gradient``, ``checkpoint``, ``surrogate_steps``), over :data:`DEFENCE_DEFAULTS`.
     :param out: a folder: every defence's adversarial examples are stored in ``out/adversarial/`` (safetensors),
         so that ``art-ssni rejudge`` can re-judge them under another protocol without re-attacking.
+    :param world: this process's place in a sharded run (``art_ssni.leaderboard.distributed.World``: ``rank``,
+        ``size``, ``all_gather``; ``art-ssni evaluate --processes N`` passes it); ``None``: one process. Rank ``r``
+        evaluates the defences ``names[r::size]`` and every rank returns all of them: each defence's draws are
+        seeded by the protocol, not the rank, so the numbers are those of one process.
     :return: the JSON-ready results: ``settings`` (with ``protocol``), the run record
         (:func:`~art_ssni.evaluation.records.run_record`: ``schema_version``, ``timestamp``, ``git_commit``,
         ``machine``, ``versions``, ``wall_seconds``), ``fingerprints`` and ``defences`` (one
@@ -137,11 +154,7 @@ def evaluate(
     unknown = sorted(set(defence_kwargs) - set(DEFENCE_DEFAULTS))
     if unknown:
         raise ValueError(f"defence_kwargs: unknown keys {unknown}; the keys are {list(DEFENCE_DEFAULTS)}.")
-    names = [with_base(d, base) for d in defences]
-    known = defence_registry.available()
-    bad = [d for d in names if d != "none" and d not in known]
-    if bad or not names:
-        raise ValueError(f"defences must be among {['none', *known]}, got {bad or names}.")
+    names = defence_names(defences, base)
     if classifier is not None and (not is_int(nb_classes) or nb_classes is None or nb_classes < 2):
         raise ValueError(
             f"nb_classes: give the number of classes of your classifier (an int >= 2), got {nb_classes!r}."
@@ -174,11 +187,13 @@ def evaluate(
         pre = SSNIPreprocessor(diffusion, seed=protocol.seed, device_type=art_device_type(device))
         reference = pre.fit(x_train).reference
     own = {d: defence_settings(d, tuple(x.shape[1:]), int(models.t_star), t_star, defence_kwargs) for d in specs}
-    # 3. run, one defence at a time (each with its own t*), every one facing the protocol's attack suite
+    # 3. run, one defence at a time (each with its own t*), every one facing the protocol's attack suite; a
+    #    sharded run gives rank r the defences names[r::size] and gathers every rank's rows
     start = time.perf_counter()
-    rows = []
-    for name in names:
-        rows += compare_defences(
+    rank, size = (0, 1) if world is None else (int(world.rank), int(world.size))
+    mine: dict[str, list[Any]] = {}
+    for name in names[rank::size]:
+        mine[name] = compare_defences(
             classifier,
             diffusion,
             x,
@@ -193,6 +208,8 @@ def evaluate(
             store=None if out is None else Path(out) / ADVERSARIAL_FOLDER,
             progress=progress,
         )
+    done = mine if size == 1 else {k: v for part in world.all_gather(mine) for k, v in part.items()}
+    rows = [row for name in names for row in done[name]]
     wall = time.perf_counter() - start
     shown = {**DEFENCE_DEFAULTS, **defence_kwargs}
     return {
@@ -211,6 +228,7 @@ def evaluate(
             "t_star_given": t_star,
             "reference": reference.to_dict() if reference else None,
             "adversarial": None if out is None else ADVERSARIAL_FOLDER,
+            "processes": size,
         },
         "fingerprints": {
             "data_sha256": array_fingerprint(x, y),

@@ -80,8 +80,8 @@ def unet_evaluations(
             plan = SimpleNamespace(max_iter=iters, select_every=None)
             judgings = len(PGDEOT.checkpoints(plan))  # type: ignore[arg-type]
             out[listed] = iters * per_iter + judgings * protocol.select_draws * predict
-            if name.startswith("score-aware"):  # keep_pgd_eot: a PGD-EOT run, two judgings, the recorded t
-                out[listed] += iters * grad + (judgings + 2) * protocol.select_draws * predict + 2 * score
+            if name.startswith("score-aware"):  # the levels and score norms it records of its result
+                out[listed] += 2 * score
             n_attacks += 1
     judged = protocol.select_draws + protocol.redraws + protocol.resubmit + protocol.votes  # selection + judging
     out["evaluation"] = (1 + n_attacks) * judged * predict
