@@ -8,11 +8,15 @@ column: single protocol, first re-judging and mean of ``--redraws``, with Wilson
 the paired first re-judgings). Ours must not be above theirs beyond the interval: if it is, ours is wrong until
 shown otherwise.
 
-Usage (torchattacks is not a dependency: ``pip install --no-deps torchattacks``)::
+Usage (torchattacks is not a dependency: ``pip install --no-deps torchattacks``); each defence is one part file
+``docs/attacks/third_party/<defence>.json`` (so the two defences can run side by side, one core each; a part with
+the same settings is not run again)::
 
-    OMP_NUM_THREADS=1 python scripts/third_party_check.py --n 128 --out docs/attacks/third_party.json
+    OMP_NUM_THREADS=1 python scripts/third_party_check.py --n 128 --defences diffpure &
+    OMP_NUM_THREADS=1 python scripts/third_party_check.py --n 128 --defences ssni-n
+    python scripts/third_party_check.py --docs
 
-``--docs`` renders the block of docs/attacks.md from the JSON without running anything.
+``--docs`` combines the parts into ``--out`` and renders the block of docs/attacks.md without running anything.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from art_ssni.attacks import PGDEOT
 from art_ssni.evaluation import judge_submissions, mcnemar_p
 from art_ssni.evaluation.records import run_record
 from art_ssni.evaluation.stats import format_accuracy, format_p
+from art_ssni.leaderboard.store import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "attacks.md"
@@ -50,7 +55,8 @@ class PurifiedModel(torch.nn.Module):
         return self.classifier(purified)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, defence: str) -> dict:
+    """One defence: both attacks, both judged; the part record of ``defence``."""
     import torchattacks
 
     torch.set_num_threads(1)
@@ -58,49 +64,48 @@ def run(args: argparse.Namespace) -> dict:
     x, y = models.x_test[: args.n], models.y_test[: args.n]
     eps, step = float(models.eps), float(models.eps) / 8
     rows = []
-    for defence in args.defences:
-        start = time.perf_counter()
-        pre, clf = zoo.defended(defence, models=models, t_star=args.t_star, sampler="ddim", steps=10, seed=args.seed)
-        torch.manual_seed(args.seed)
-        theirs = torchattacks.EOTPGD(PurifiedModel(pre, models.classifier), eps=eps, alpha=step, steps=40, eot_iter=8)
-        adv_theirs = np.concatenate(
-            [
-                theirs(torch.from_numpy(x[i : i + 64]), torch.from_numpy(y[i : i + 64]).long()).detach().numpy()
-                for i in range(0, len(x), 64)
-            ]
-        )
-        t_theirs = time.perf_counter() - start
-        pre.set_params(eot_samples=8)
-        ours = PGDEOT(clf, eps=eps, eps_step=step, max_iter=40, eot_iter=1, select_draws=8, batch_size=64,
-                      seed=args.seed, verbose=False)  # fmt: skip
-        adv_ours = ours.generate(x.copy(), y.copy())
-        pre.set_params(eot_samples=1)
-        result = judge_submissions(
-            clf, x, y, {"torchattacks-eot-pgd": adv_theirs, "pgd-eot": adv_ours}, redraws=args.redraws, seed=args.seed
-        )
-        record = result.to_dict()
-        single = record["protocols"]["single"]
-        first = record["per_example"]["single"]
-        rows.append(
-            {
-                "defence": defence,
-                "clean": single["clean"],
-                "torchattacks-eot-pgd": single["torchattacks-eot-pgd"],
-                "pgd-eot": single["pgd-eot"],
-                "first_judging": {k: float(np.mean(first[k])) for k in ("clean", "torchattacks-eot-pgd", "pgd-eot")},
-                "mcnemar_p": mcnemar_p(first["pgd-eot"], first["torchattacks-eot-pgd"]),
-                "max_perturbation": {
-                    "torchattacks-eot-pgd": float(np.abs(adv_theirs - x).max()),
-                    "pgd-eot": float(np.abs(adv_ours - x).max()),
-                },
-                "seconds": round(time.perf_counter() - start, 1),
-                "seconds_torchattacks": round(t_theirs, 1),
-            }
-        )
-        print(json.dumps(rows[-1]["first_judging"]), defence, flush=True)
+    start = time.perf_counter()
+    pre, clf = zoo.defended(defence, models=models, t_star=args.t_star, sampler="ddim", steps=10, seed=args.seed)
+    torch.manual_seed(args.seed)
+    theirs = torchattacks.EOTPGD(PurifiedModel(pre, models.classifier), eps=eps, alpha=step, steps=40, eot_iter=8)
+    adv_theirs = np.concatenate(
+        [
+            theirs(torch.from_numpy(x[i : i + 64]), torch.from_numpy(y[i : i + 64]).long()).detach().numpy()
+            for i in range(0, len(x), 64)
+        ]
+    )
+    t_theirs = time.perf_counter() - start
+    pre.set_params(eot_samples=8)
+    ours = PGDEOT(clf, eps=eps, eps_step=step, max_iter=40, eot_iter=1, select_draws=8, batch_size=64,
+                  seed=args.seed, verbose=False)  # fmt: skip
+    adv_ours = ours.generate(x.copy(), y.copy())
+    pre.set_params(eot_samples=1)
+    result = judge_submissions(
+        clf, x, y, {"torchattacks-eot-pgd": adv_theirs, "pgd-eot": adv_ours}, redraws=args.redraws, seed=args.seed
+    )
+    record = result.to_dict()
+    single = record["protocols"]["single"]
+    first = record["per_example"]["single"]
+    rows.append(
+        {
+            "defence": defence,
+            "clean": single["clean"],
+            "torchattacks-eot-pgd": single["torchattacks-eot-pgd"],
+            "pgd-eot": single["pgd-eot"],
+            "first_judging": {k: float(np.mean(first[k])) for k in ("clean", "torchattacks-eot-pgd", "pgd-eot")},
+            "mcnemar_p": mcnemar_p(first["pgd-eot"], first["torchattacks-eot-pgd"]),
+            "max_perturbation": {
+                "torchattacks-eot-pgd": float(np.abs(adv_theirs - x).max()),
+                "pgd-eot": float(np.abs(adv_ours - x).max()),
+            },
+            "seconds": round(time.perf_counter() - start, 1),
+            "seconds_torchattacks": round(t_theirs, 1),
+        }
+    )
+    print(json.dumps(rows[-1]["first_judging"]), defence, flush=True)
     return {
         **run_record(wall_seconds=sum(r["seconds"] for r in rows)),
-        "command": "python scripts/third_party_check.py " + " ".join(sys.argv[1:]),
+        "command": f"python scripts/third_party_check.py --n {args.n} --t-star {args.t_star} --defences {defence}",
         "settings": {
             "n": int(len(x)),
             "eps": eps,
@@ -114,6 +119,23 @@ def run(args: argparse.Namespace) -> dict:
             "redraws": args.redraws,
             "seed": args.seed,
         },
+        "rows": rows,
+    }
+
+
+def combine(paths: list[Path]) -> dict:
+    """The part files as one record: the settings (equal in every part), every part's row, the summed wall time."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    if not parts:
+        raise SystemExit("no part files: run the check first (see the module docstring)")
+    if len({json.dumps(p["settings"], sort_keys=True) for p in parts}) != 1:
+        raise SystemExit(f"the part files {[str(p) for p in paths]} were run with different settings")
+    order = {"diffpure": 0, "ssni-n": 1, "ssni-l": 2}
+    rows = sorted((row for p in parts for row in p["rows"]), key=lambda r: order.get(r["defence"], 9))
+    return {
+        **{k: v for k, v in parts[0].items() if k not in ("rows", "command", "wall_seconds")},
+        "wall_seconds": sum(p["wall_seconds"] for p in parts),
+        "command": "; ".join(p["command"] for p in parts) + "; python scripts/third_party_check.py --docs",
         "rows": rows,
     }
 
@@ -163,9 +185,19 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "attacks" / "third_party.json")
     parser.add_argument("--docs", action="store_true", help="render docs/attacks.md's block from --out only")
     args = parser.parse_args()
+    parts = args.out.with_suffix("")  # docs/attacks/third_party/<defence>.json
     if not args.docs:
-        args.out.write_text(json.dumps(run(args), indent=1))
-    results = json.loads(args.out.read_text())
+        parts.mkdir(parents=True, exist_ok=True)
+        for defence in args.defences:
+            path = parts / f"{defence}.json"
+            settings = {"n": args.n, "t_star": args.t_star, "redraws": args.redraws, "seed": args.seed}
+            if path.exists() and {k: json.loads(path.read_text())["settings"][k] for k in settings} == settings:
+                print(f"{defence}: already in {path}", flush=True)
+                continue
+            write_json_atomic(path, run(args, defence))
+        return 0
+    results = combine(sorted(parts.glob("*.json")))
+    write_json_atomic(args.out, results)
     block = render(results)
     text = DOC.read_text()
     pattern = re.compile(rf"<!-- {BLOCK}:start -->.*?<!-- {BLOCK}:end -->", re.S)
