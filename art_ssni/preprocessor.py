@@ -59,6 +59,8 @@ class SSNIPreprocessor(PreprocessorPyTorch):
 
     :param model: the :class:`~art_ssni.diffusion.DiffusionModel` that scores and purifies (any float dtype: a
         float16 / bfloat16 UNet gets its inputs cast to its dtype).
+    :param score_steps: ``T'``; ``None``: the reference's ``score_steps`` when it has one (its norms are only
+        comparable under that ``T'``), else the paper's value for the model's resolution (20 at CIFAR-10 size).
     :param score_seed: seed of the score noise; ``None``: the reference's ``score_seed`` when it has one (the
         bank it was fitted with), else derived from ``seed`` (0 without a seed).
     :param clip_values: ``(min, max)`` pixel range of the inputs, e.g. ``(0.0, 1.0)``.
@@ -107,7 +109,7 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         bias: float = 5.0,
         tau: float | None = None,
         reference: ReferenceStats | None = None,
-        score_steps: int = 20,
+        score_steps: int | None = None,
         score_noise: str = "fixed",
         score_seed: int | None = None,
         fit_draws: int = 8,

@@ -37,8 +37,9 @@ def main() -> int:
     elif isinstance(t_star, dict):
         t_star = ", ".join(f"{k} {v}" for k, v in t_star.items())
     summary = (
-        f"`{shown}` on the digits zoo: {settings_line(results)} on {results['machine']['torch_threads']} torch "
-        f"thread(s), torch {results['versions']['torch']}; t* = {t_star}, sampler "
+        f"`{shown}` on the digits zoo: {settings_line(results)} on {s.get('processes', 1)} process(es) of "
+        f"{results['machine']['torch_threads']} torch thread(s) on a {results['machine']['cpu_count']}-core machine, "
+        f"torch {results['versions']['torch']}; t* = {t_star}, sampler "
         f"{s['defence']['sampler']}{'-' + str(s['defence']['steps']) if s['defence']['sampler'] == 'ddim' else ''}, "
         f"gradient {s['defence']['gradient']}. The three deployment protocols are defined in the "
         "[evaluation guide](docs/evaluation-guide.md#three-deployment-protocols); the worst case is the attacker's "

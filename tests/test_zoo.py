@@ -149,7 +149,9 @@ def test_default_t_star_is_where_ssni_has_clean_accuracy_to_win_back(digits):
     x, y = digits.x_test[:128], digits.y_test[:128]
     common = dict(t_star=digits.t_star, sampler="ddim", steps=10, seed=0, device_type="cpu")
     diffpure = SSNIPreprocessor(digits.diffusion, reweight="constant", **common)
-    ssni = SSNIPreprocessor(digits.diffusion, reweight="sigmoid", reference=digits.reference, **common)
+    ssni = SSNIPreprocessor(
+        digits.diffusion, reweight="sigmoid", reference=digits.reference, score_steps=digits.score_steps, **common
+    )
     classifier_acc = _accuracy(digits.classifier, x, y)
     diffpure_acc = _accuracy(digits.classifier, diffpure(x)[0], y)
     ssni_acc = _accuracy(digits.classifier, ssni(x)[0], y)

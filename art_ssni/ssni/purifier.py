@@ -83,8 +83,8 @@ class SSNIPurifier(torch.nn.Module):
     :param bias: ``b >= 0`` of the reweighting (paper: 5).
     :param tau: SSNI-N temperature ``τ > 0``; ``None`` uses the std of the reference score norms.
     :param reference: :class:`~art_ssni.ssni.ReferenceStats` of clean score norms (or call :meth:`fit`).
-    :param score_steps: ``T'``, timesteps averaged in the score; ``None``: the paper's value for the model's
-        resolution (20 as CIFAR-10, 50 as ImageNet).
+    :param score_steps: ``T'``, timesteps averaged in the score; ``None``: the ``T'`` the ``reference`` was fitted
+        with, else the paper's value for the model's resolution (20 as CIFAR-10, 50 as ImageNet).
     :param score_noise: ``"fixed"`` (one noise bank from ``score_seed``) or ``"random"`` (see the module docstring).
     :param score_seed: seed of the score noise (``>= 0``), independent of any purification seed.
     :param fit_draws: draws per image :meth:`fit` averages with ``score_noise="random"`` (``>= 1``).
@@ -147,6 +147,8 @@ class SSNIPurifier(torch.nn.Module):
         super().__init__()
         #: score repeated rows once (fixed bank only; a switch for the benchmark that measures the saving)
         self._score_distinct_only = True
+        if score_steps is None and is_int(getattr(reference, "score_steps", None)):
+            score_steps = int(reference.score_steps)  # type: ignore[union-attr]  # the T' the reference was fitted with
         if isinstance(model, DiffusionModel) and (t_star is None or score_steps is None):
             preset = paper_defaults(model)  # a 256 x 256 model never silently gets CIFAR-10's values
             t_star = preset["t_star"] if t_star is None else t_star
