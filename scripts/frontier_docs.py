@@ -29,7 +29,7 @@ ALPHA = 0.05
 #: the converged frontier (issue 26): the command that makes docs/frontier/ (resumable: repeat it to finish)
 COMMAND = (
     "art-ssni frontier --budget strong --n-ex 256 --t-stars 200,100 --defences diffpure,ssni-n,ssni-l "
-    "--tau-scales none --batch-size 32 --out docs/frontier --quiet --no-plots"
+    "--tau-scales none --batch-size 16 --out docs/frontier --quiet --no-plots"
 )
 
 
