@@ -41,8 +41,8 @@ def quiet(**kwargs):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(norm=1), r'norm must be "inf" \(or np.inf\) or 2, got 1'),
-        (dict(norm="l2"), r'norm must be "inf" \(or np.inf\) or 2, got \'l2\''),
+        (dict(norm=1), r'norm must be "inf" \(np.inf, "Linf"\) or 2 \("L2"\), got 1'),
+        (dict(norm="l1"), r'norm must be "inf" \(np.inf, "Linf"\) or 2 \("L2"\), got \'l1\''),
         (dict(eps=0.0), r"eps must be a finite number > 0, got 0.0"),
         (dict(eps=float("inf")), r"eps must be a finite number > 0, got inf"),
         (dict(eps_step=-1.0), r"eps_step must be a finite number > 0 or None, got -1.0"),
@@ -307,3 +307,16 @@ def test_score_aware_on_constant_reweight_is_pgd_eot(model, images):
     pre.reset_generator()
     g_pgd = PGDEOT(clf, eot_iter=2, **quiet())._gradient(x, y, 0)
     np.testing.assert_allclose(g_score, g_pgd, rtol=1e-5, atol=1e-8)
+
+
+def test_every_spelling_of_a_norm_means_one_thing():
+    """Issue 23 item 4: np.inf, "inf" and "Linf" (any case) are one norm, 2 / "2" / "L2" the other, everywhere: the
+    protocol's threat model and the attacks' norm come from one parser."""
+    from art_ssni.attacks._common import norm_name, threat_model_name
+
+    for spelling in (np.inf, float("inf"), "inf", "Linf", "linf", "LINF"):
+        assert threat_model_name(spelling) == "Linf" and norm_name(spelling) == "inf"
+    for spelling in (2, 2.0, "2", "L2", "l2"):
+        assert threat_model_name(spelling) == "L2" and norm_name(spelling) == 2
+    for bad in (1, "l1", True, None, -np.inf, "Linfinity"):
+        assert threat_model_name(bad) is None and norm_name(bad) is None

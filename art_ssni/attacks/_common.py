@@ -17,6 +17,7 @@ __all__ = [
     "derive_seed",
     "find_preprocessor",
     "norm_name",
+    "threat_model_name",
     "project",
     "random_start",
     "step",
@@ -44,15 +45,21 @@ def default_step(eps: float, iterations: int) -> float:
     return float(eps) * max(PAPER_STEP_RATIO, 2.5 / max(int(iterations), 1))
 
 
-def norm_name(norm: Any) -> str | int | None:
-    """``"inf"`` for ``"inf"`` / ``np.inf``, ``2`` for ``2`` / ``"2"``, ``None`` for anything else."""
+def threat_model_name(norm: Any) -> str | None:
+    """``"Linf"`` for ``np.inf`` / ``"inf"`` / ``"Linf"``, ``"L2"`` for ``2`` / ``"2"`` / ``"L2"`` (strings in any
+    case), else ``None``: the one parser of a norm's name."""
     if isinstance(norm, str):
-        return "inf" if norm == "inf" else (2 if norm == "2" else None)
+        return {"inf": "Linf", "linf": "Linf", "l2": "L2", "2": "L2"}.get(norm.lower())
     if isinstance(norm, bool) or not isinstance(norm, (int, float, np.integer, np.floating)):
         return None
     if math.isinf(norm) and norm > 0:
-        return "inf"
-    return 2 if norm == 2 else None
+        return "Linf"
+    return "L2" if norm == 2 else None
+
+
+def norm_name(norm: Any) -> str | int | None:
+    """The attack norm of :func:`threat_model_name`: ``"inf"`` or ``2``, ``None`` for anything else."""
+    return {"Linf": "inf", "L2": 2, None: None}[threat_model_name(norm)]
 
 
 @overload

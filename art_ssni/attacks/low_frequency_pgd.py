@@ -9,6 +9,7 @@ import numpy as np
 from scipy.fft import dctn, idctn  # type: ignore[import-untyped]
 
 from art_ssni._common import is_finite_real
+from art_ssni.attacks._common import norm_name
 from art_ssni.attacks.pgd_eot import PGDEOT
 from art_ssni.attacks.requirements import Requires
 
@@ -119,7 +120,7 @@ class LowFrequencyPGD(PGDEOT):
         super()._check_params()
         if not is_finite_real(self.cutoff) or not 0.0 < float(self.cutoff) <= 1.0:
             raise ValueError(f"cutoff must be a number in (0, 1], got {self.cutoff!r}.")
-        if self.norm not in ("inf", np.inf):
+        if norm_name(self.norm) != "inf":
             raise ValueError(f'norm must be "inf" for LowFrequencyPGD, got {self.norm!r}.')
 
     def _update(self, x_adv: np.ndarray, grad: np.ndarray, x0: np.ndarray) -> np.ndarray:

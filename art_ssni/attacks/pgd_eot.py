@@ -135,7 +135,7 @@ class PGDEOT(EvasionAttack):
 
     def _check_params(self) -> None:
         if norm_name(self.norm) is None:
-            raise ValueError(f'norm must be "inf" (or np.inf) or 2, got {self.norm!r}.')
+            raise ValueError(f'norm must be "inf" (np.inf, "Linf") or 2 ("L2"), got {self.norm!r}.')
         if not is_finite_real(self.eps) or self.eps <= 0:
             raise ValueError(f"eps must be a finite number > 0, got {self.eps!r}.")
         if self.eps_step is not None and (not is_finite_real(self.eps_step) or self.eps_step <= 0):

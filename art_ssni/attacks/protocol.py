@@ -25,10 +25,8 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from art_ssni._common import is_finite_real, is_int
-from art_ssni.attacks._common import PAPER_STEP_RATIO, default_step
+from art_ssni.attacks._common import PAPER_STEP_RATIO, default_step, threat_model_name
 
 __all__ = ["BUDGETS", "PAPER_STEP_RATIO", "THREAT_MODELS", "AttackProtocol", "threat_model_name"]
 
@@ -56,17 +54,6 @@ BUDGETS: dict[str, dict[str, int]] = {
 #: iterations of each attack when ``iterations`` is ``None`` (the leaderboard's standard protocol)
 _STANDARD_ITERATIONS = {"rand-aa": 100}
 _STANDARD_DEFAULT = 200
-
-
-def threat_model_name(norm: Any) -> str | None:
-    """``"Linf"`` for ``np.inf`` / ``"inf"`` / ``"Linf"``, ``"L2"`` for ``2`` / ``"2"`` / ``"L2"``, else ``None``."""
-    if isinstance(norm, str):
-        return {"inf": "Linf", "linf": "Linf", "l2": "L2", "2": "L2"}.get(norm.lower())
-    if isinstance(norm, bool) or not isinstance(norm, (int, float, np.integer, np.floating)):
-        return None
-    if np.isinf(norm) and norm > 0:
-        return "Linf"
-    return "L2" if norm == 2 else None
 
 
 @dataclass(frozen=True)
