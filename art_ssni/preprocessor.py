@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +195,19 @@ class SSNIPreprocessor(PreprocessorPyTorch):
         """Restart the purification stream from ``seed`` and the random score stream from ``score_seed``."""
         self.purifier.reset_score_generator()
         self._generator = None if self.seed is None else torch.Generator(device=self.device).manual_seed(self.seed)
+
+    @contextmanager
+    def seeded(self, seed: int) -> Iterator[SSNIPreprocessor]:
+        """Within the block the defence's ``seed`` is ``seed`` and its streams start from it; afterwards its own
+        ``seed`` is back and its streams restart from that (the one home of "judge with these draws")."""
+        own = self.seed
+        self.set_params(seed=int(seed))
+        self.reset_generator()
+        try:
+            yield self
+        finally:
+            self.set_params(seed=own)
+            self.reset_generator()
 
     # ------------------------------------------------------------------ inputs and units
     def _validate(self, x: Any, name: str = "x") -> torch.Tensor:

@@ -212,3 +212,17 @@ def test_bad_inputs(model, x, exc, match):
     pre = make(model, reweight="constant", t_star=2)
     with pytest.raises(exc, match=match):
         pre(x)
+
+
+def test_seeded_block_gives_its_draws_and_restores_the_defences_own(model):
+    """``with pre.seeded(s)``: the draws of seed ``s`` inside; afterwards the defence's own seed and stream again."""
+    from art_ssni import SSNIPreprocessor
+
+    pre = SSNIPreprocessor(model, reweight="constant", t_star=5, sampler="ddim", steps=2, seed=3, device_type="cpu")
+    x = np.full((2, 1, 8, 8), 0.5, dtype=np.float32)
+    own = pre(x)[0]
+    other = SSNIPreprocessor(model, reweight="constant", t_star=5, sampler="ddim", steps=2, seed=11, device_type="cpu")
+    with pre.seeded(11):
+        inside = pre(x)[0]
+    assert np.array_equal(inside, other(x)[0]) and not np.array_equal(inside, own)
+    assert pre.seed == 3 and np.array_equal(pre(x)[0], own)  # restored, stream restarted from its own seed

@@ -34,20 +34,18 @@ def fixed_noise(defended: Any, seed: int) -> Any:
     The preprocessor's ``seed`` and ``forward`` are restored afterwards. ``ValueError`` without an SSNI preprocessor.
     """
     pre = find_preprocessor(defended)
-    own_seed, own_forward = pre.seed, pre.forward
+    own_forward = pre.forward
 
     def forward(x: Any, y: Any = None) -> Any:
         pre.reset_generator()
         return own_forward(x, y)
 
-    pre.set_params(seed=int(seed))
-    pre.forward = forward  # type: ignore[method-assign]
-    try:
-        yield pre
-    finally:
-        del pre.forward  # the class's method again
-        pre.set_params(seed=own_seed)
-        pre.reset_generator()
+    with pre.seeded(seed):
+        pre.forward = forward  # type: ignore[method-assign]
+        try:
+            yield pre
+        finally:
+            del pre.forward  # the class's method again
 
 
 def fixed_randomness_correct(

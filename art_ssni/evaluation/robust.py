@@ -77,16 +77,11 @@ def _seeded(defended: Any, seed: int) -> Any:
     torch.manual_seed(seed)  # also seeds every CUDA device; the caller forks the generators
     np.random.seed(seed % 2**32)
     pre = find_preprocessor(defended, required=False)
-    own = pre.seed if pre is not None else None
-    if pre is not None:
-        pre.set_params(seed=int(seed))
-        pre.reset_generator()
-    try:
+    if pre is None:
         yield
-    finally:
-        if pre is not None:
-            pre.set_params(seed=own)
-            pre.reset_generator()
+        return
+    with pre.seeded(seed):
+        yield
 
 
 def _draws(predict: Any, cands: np.ndarray, labels: np.ndarray, draws: int) -> tuple[np.ndarray, np.ndarray]:

@@ -147,8 +147,9 @@ class SSNIPurifier(torch.nn.Module):
         super().__init__()
         #: score repeated rows once (fixed bank only; a switch for the benchmark that measures the saving)
         self._score_distinct_only = True
-        if score_steps is None and is_int(getattr(reference, "score_steps", None)):
-            score_steps = int(reference.score_steps)  # type: ignore[union-attr]  # the T' the reference was fitted with
+        ref_steps: Any = getattr(reference, "score_steps", None)
+        if score_steps is None and is_int(ref_steps):
+            score_steps = int(ref_steps)  # the T' the reference was fitted with
         if isinstance(model, DiffusionModel) and (t_star is None or score_steps is None):
             preset = paper_defaults(model)  # a 256 x 256 model never silently gets CIFAR-10's values
             t_star = preset["t_star"] if t_star is None else t_star
